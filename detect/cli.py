@@ -1,0 +1,110 @@
+"""``detect`` command line: data building, conversion, validation (more verbs in later issues).
+
+Every user error ends in one ``error: ...`` line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from detect.data.problems import DatasetError
+
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from detect.data.formats import convert
+
+    written = convert(args.src, args.dst, to=args.to, fmt=args.source_format, splits=args.split)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from detect.data.validate import validate_dataset
+
+    problems = validate_dataset(args.dataset, fmt=args.format, splits=args.split, check_images=not args.no_images)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) found in {args.dataset}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"{args.dataset}: no problems found")
+    return 0
+
+
+def cmd_scenes(args: argparse.Namespace) -> int:
+    from detect.data.build import build_digit_scenes
+
+    build_digit_scenes(args.out, preset=args.preset, overrides=_scene_overrides(args), force=args.force)
+    return 0
+
+
+def _scene_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {k: v for k, v in (("seed", args.seed),) if v is not None}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the embedded defaults: build the default digit scenes and show them."""
+    from detect.data.build import build_digit_scenes
+
+    build_digit_scenes(args.out, preset="default", force=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="detect", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("convert", help="convert a dataset between COCO, VOC and YOLO formats")
+    p.add_argument("src", type=Path, help="source dataset (COCO json or folder, VOC folder, YOLO data.yaml or folder)")
+    p.add_argument("dst", type=Path, help="output folder")
+    p.add_argument("--to", required=True, choices=["coco", "voc", "yolo"], help="output format")
+    p.add_argument("--from", dest="source_format", choices=["coco", "voc", "yolo"], help="source format (default: detected)")
+    p.add_argument("--split", action="append", help="split(s) to convert (default: all); repeatable")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("validate", help="report every problem of a dataset by file and object index")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--format", choices=["coco", "voc", "yolo"], help="dataset format (default: detected)")
+    p.add_argument("--split", action="append", help="split(s) to check (default: all); repeatable")
+    p.add_argument("--no-images", action="store_true", help="skip decoding the images")
+    p.set_defaults(func=cmd_validate)
+
+    data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True, metavar="WHAT")
+    p = data.add_parser("scenes", help="build the digit-scenes detection benchmark (COCO, VOC and YOLO)")
+    p.add_argument("--out", type=Path, default=Path("data/digit-scenes"))
+    p.add_argument("--preset", default="default", help="size preset: tiny, default or large")
+    p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the dataset is up to date")
+    p.set_defaults(func=cmd_scenes)
+
+    p = sub.add_parser("demo", help="the main job on the embedded defaults")
+    p.add_argument("--out", type=Path, default=Path("data/digit-scenes"))
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run one verb, turning user errors into a one-line message and a non-zero exit."""
+    try:
+        return func(args)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args)
