@@ -1,0 +1,849 @@
+"""The "digit-scenes" detection benchmark: real handwritten digits pasted onto cluttered canvases.
+
+Each image is a textured, tinted background with distractor strokes (lines, curves, arcs,
+scribbles, blobs in ink colours; never annotated), 2-8 real digits (DESIGN.md section 3) pasted
+at scales spanning COCO small / medium / large, with partial overlaps, then pixel noise and
+JPEG compression. Train, val and test draw from disjoint handwritten samples
+(:func:`detect.data.digits.split_bank`).
+
+Boxes are exact: a digit is alpha-composited with its ink intensity as alpha, alpha below
+``ALPHA_MIN`` is set to 0, and the box is the tight bounding box of the non-zero alpha in
+``xyxy`` absolute pixels (columns ``a..b`` inclusive -> ``x1 = a, x2 = b + 1``), see
+:mod:`detect.structures`. Labels are the digit value 0-9, ``class_names = ["0", ..., "9"]``.
+
+Every image is drawn from its own ``numpy.random.Generator`` seeded by ``(seed, split, index)``:
+any image can be regenerated alone (:func:`render_scene`), and the number of workers never
+changes the output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from detect.data.digits import DIGIT_SOURCES, SPLIT_NAMES, DigitBank, load_digit_sources, split_bank
+from detect.structures import Box, DatasetSplit, ImageRecord, ObjectAnnotation
+
+CLASS_NAMES = tuple(str(d) for d in range(10))
+ALPHA_MIN = 0.1  # ink alpha below this is cut to 0; a box is the bbox of alpha > 0
+SPLIT_CODES = {name: code for code, name in enumerate(SPLIT_NAMES)}
+COCO_SMALL, COCO_LARGE = 32**2, 96**2  # area thresholds in px^2
+_TRIES_PER_OBJECT = 40
+_SHRINK_EVERY = 8  # failed placements before the digit is made 15% smaller
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """Everything that determines a digit-scenes dataset. Lengths in pixels.
+
+    Attributes:
+        image_size: side of the square images.
+        num_train, num_val, num_test: images per split.
+        min_objects, max_objects: digits per image, inclusive range.
+        min_digit_height, max_digit_height: upright digit height before rotation, sampled
+            log-uniformly; ``max_digit_height <= image_size / 2``.
+        max_iou: largest box IoU allowed between two digits of an image.
+        max_occlusion: largest fraction of a digit's ink that later digits may cover.
+        max_rotation: digits are rotated by up to this many degrees either way.
+        max_shear: horizontal shear factor up to this either way.
+        max_aspect_jitter: width is scaled by ``exp(u)``, ``|u| <= max_aspect_jitter``.
+        background_strength: 0 gives flat gradients, 1 full texture (noise fields, stripes,
+            blurred shapes).
+        noise_std: std of the Gaussian pixel noise, 0-255 units (per image up to this).
+        min_distractors, max_distractors: non-digit strokes per image, inclusive range.
+        min_contrast: least luma difference between an ink colour and the local background.
+        jpeg_quality: quality of the written JPEG files, 1-100.
+        sources: digit sources, see :data:`detect.data.digits.DIGIT_SOURCES`.
+        split_fractions: shares of the handwritten samples given to train, val, test.
+        seed: the root seed, a non-negative integer.
+    """
+
+    image_size: int = 320
+    num_train: int = 2000
+    num_val: int = 300
+    num_test: int = 500
+    min_objects: int = 2
+    max_objects: int = 8
+    min_digit_height: int = 10
+    max_digit_height: int = 150
+    max_iou: float = 0.3
+    max_occlusion: float = 0.3
+    max_rotation: float = 15.0
+    max_shear: float = 0.2
+    max_aspect_jitter: float = 0.15
+    background_strength: float = 1.0
+    noise_std: float = 8.0
+    min_distractors: int = 2
+    max_distractors: int = 8
+    min_contrast: float = 60.0
+    jpeg_quality: int = 90
+    sources: tuple[str, ...] = DIGIT_SOURCES
+    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _validate_types(self)
+        _validate_ranges(self)
+
+    def num_images(self, split: str) -> int:
+        """Images in ``split`` (``train``, ``val`` or ``test``)."""
+        return {"train": self.num_train, "val": self.num_val, "test": self.num_test}[split]
+
+
+def _field_error(name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"SceneConfig.{name}: expected {expected}, got {value!r}")
+
+
+def _validate_types(cfg: SceneConfig) -> None:
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"SceneConfig.{f.name}: expected an int, got "
+                            f"{type(value).__name__} {value!r}")
+        if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"SceneConfig.{f.name}: expected a number, got "
+                            f"{type(value).__name__} {value!r}")
+
+
+def _check_range(cfg: SceneConfig, name: str, low: float, high: float = math.inf) -> None:
+    value = getattr(cfg, name)
+    if not (low <= value <= high):
+        bound = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
+        raise _field_error(name, f"a value {bound}", value)
+
+
+def _check_pair(cfg: SceneConfig, low_name: str, high_name: str) -> None:
+    low, high = getattr(cfg, low_name), getattr(cfg, high_name)
+    if low > high:
+        raise ValueError(f"SceneConfig.{low_name}={low} is greater than "
+                         f"SceneConfig.{high_name}={high}; expected {low_name} <= {high_name}")
+
+
+def _validate_ranges(cfg: SceneConfig) -> None:
+    for name in ("num_train", "num_val", "num_test", "seed", "min_distractors"):
+        _check_range(cfg, name, 0)
+    _check_range(cfg, "image_size", 32, 4096)
+    _check_range(cfg, "min_objects", 1)
+    _check_range(cfg, "min_digit_height", 6)
+    for name in ("max_iou", "max_occlusion", "background_strength"):
+        _check_range(cfg, name, 0.0, 1.0)
+    _check_range(cfg, "max_rotation", 0.0, 45.0)
+    _check_range(cfg, "max_shear", 0.0, 0.5)
+    _check_range(cfg, "max_aspect_jitter", 0.0, 0.5)
+    _check_range(cfg, "noise_std", 0.0, 64.0)
+    _check_range(cfg, "min_contrast", 0.0, 200.0)
+    _check_range(cfg, "jpeg_quality", 1, 100)
+    for low, high in (("min_objects", "max_objects"), ("min_digit_height", "max_digit_height"),
+                      ("min_distractors", "max_distractors")):
+        _check_pair(cfg, low, high)
+    if 2 * cfg.max_digit_height > cfg.image_size:
+        raise ValueError(f"SceneConfig.max_digit_height={cfg.max_digit_height} does not fit "
+                         f"image_size={cfg.image_size}; expected max_digit_height <= "
+                         f"image_size / 2 = {cfg.image_size // 2}")
+    _validate_sources(cfg)
+
+
+def _validate_sources(cfg: SceneConfig) -> None:
+    if isinstance(cfg.sources, str) or not cfg.sources:
+        raise _field_error("sources", f"a non-empty tuple drawn from {DIGIT_SOURCES}", cfg.sources)
+    unknown = [s for s in cfg.sources if s not in DIGIT_SOURCES]
+    if unknown:
+        raise _field_error("sources", f"names from {DIGIT_SOURCES}", cfg.sources)
+    fr = tuple(cfg.split_fractions)
+    if len(fr) != 3 or any(not (f > 0) for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
+        raise _field_error("split_fractions", "3 positive numbers summing to 1", fr)
+
+
+PRESETS: dict[str, SceneConfig] = {
+    "tiny": SceneConfig(image_size=128, num_train=12, num_val=4, num_test=4, max_objects=6,
+                        min_digit_height=8, max_digit_height=60, min_distractors=1,
+                        max_distractors=4),
+    "default": SceneConfig(),
+    "large": SceneConfig(image_size=416, num_train=10000, num_val=1000, num_test=2000,
+                         max_objects=12, max_digit_height=200, min_distractors=3,
+                         max_distractors=12),
+}
+
+
+def scene_config(preset: str = "default", **overrides: Any) -> SceneConfig:
+    """The preset ``preset`` with ``overrides`` applied, e.g. ``scene_config("tiny", seed=3)``."""
+    import difflib
+
+    if preset not in PRESETS:
+        close = difflib.get_close_matches(preset, PRESETS, n=3)
+        raise ValueError(f"unknown scene preset {preset!r}; known: {sorted(PRESETS)}"
+                         + (f"; did you mean {close[0]!r}?" if close else ""))
+    names = {f.name for f in fields(SceneConfig)}
+    for key in overrides:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            raise ValueError(f"unknown SceneConfig field {key!r}"
+                             + (f"; did you mean {close[0]!r}?" if close else ""))
+    return replace(PRESETS[preset], **overrides)
+
+
+# --------------------------------------------------------------------------- one rendered image
+
+
+@dataclass(frozen=True, eq=False)
+class PastedDigit:
+    """One digit as pasted into a scene.
+
+    Attributes:
+        label: digit class 0-9.
+        box: ``(x1, y1, x2, y2)`` absolute pixels, the tight bbox of ``alpha > 0``.
+        alpha: ``float32 [y2 - y1, x2 - x1]`` ink opacity in ``{0} U [ALPHA_MIN, 1]``; its
+            first/last rows and columns each hold ink.
+        bank_index: index of the source digit in the split's :class:`DigitBank`.
+        digit_id: identity of the handwritten sample (shared across digit sources).
+        origin: the digit source tag.
+    """
+
+    label: int
+    box: Box
+    alpha: np.ndarray
+    bank_index: int
+    digit_id: int
+    origin: str
+
+    def annotation(self) -> ObjectAnnotation:
+        return ObjectAnnotation(box=self.box, label=self.label)
+
+
+@dataclass(frozen=True, eq=False)
+class RenderedScene:
+    """One rendered image before JPEG compression.
+
+    Attributes:
+        image: ``uint8 [H, W, 3]`` RGB.
+        digits: pasted digits in paste order (later ones on top).
+    """
+
+    image: np.ndarray
+    digits: tuple[PastedDigit, ...]
+
+    def annotations(self) -> tuple[ObjectAnnotation, ...]:
+        return tuple(d.annotation() for d in self.digits)
+
+    def alpha_masks(self) -> np.ndarray:
+        """``float32 [N, H, W]``: each digit's own alpha on the full canvas (before occlusion)."""
+        h, w = self.image.shape[:2]
+        masks = np.zeros((len(self.digits), h, w), np.float32)
+        for k, d in enumerate(self.digits):
+            x1, y1, x2, y2 = (int(v) for v in d.box)
+            masks[k, y1:y2, x1:x2] = d.alpha
+        return masks
+
+
+def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator of image ``index`` of ``split``; independent of every other image."""
+    if split not in SPLIT_CODES:
+        raise ValueError(f"split: expected one of {SPLIT_NAMES}, got {split!r}")
+    if index < 0:
+        raise ValueError(f"index: expected a non-negative image index, got {index}")
+    return np.random.default_rng([seed, SPLIT_CODES[split], index])
+
+
+def render_scene(config: SceneConfig, bank: DigitBank, split: str, index: int) -> RenderedScene:
+    """Render image ``index`` of ``split`` from the digits of ``bank`` (that split's bank).
+
+    The result depends only on ``(config, bank, split, index)``.
+    """
+    if len(bank) == 0:
+        raise ValueError(f"render_scene: the {split!r} digit bank is empty")
+    rng = image_rng(config.seed, split, index)
+    size = config.image_size
+    canvas = make_background(rng, size, config.background_strength)
+    placed = _place_digits(rng, config, bank)
+    under, over = _draw_distractor_specs(rng, config, placed)
+    for spec in under:
+        _draw_distractor(canvas, rng, spec, config.min_contrast)
+    digits = tuple(_paste(canvas, rng, p, bank, config.min_contrast) for p in placed)
+    for spec in over:
+        _draw_distractor(canvas, rng, spec, config.min_contrast)
+    sigma = config.noise_std * rng.uniform(0.4, 1.0)
+    canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(sigma)
+    image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    return RenderedScene(image=image, digits=digits)
+
+
+# --------------------------------------------------------------------------- backgrounds
+
+
+def _upsampled_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Smooth random field ``float32 [size, size, 3]`` in about [-0.5, 0.5]."""
+    low = rng.random((cells, cells, 3), dtype=np.float32) - 0.5
+    return cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def _coordinate_ramp(rng: np.random.Generator, size: int) -> np.ndarray:
+    """``float32 [size, size]`` projection of pixel positions on a random direction, in [0, 1]."""
+    theta = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    ramp = xx * np.float32(np.cos(theta)) + yy * np.float32(np.sin(theta))
+    return (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
+
+
+def _blurred_shapes(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
+    """``canvas`` with a few random filled shapes blended in and blurred."""
+    size = canvas.shape[0]
+    layer = canvas.copy()
+    for _ in range(int(rng.integers(2, 8))):
+        colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
+        cx, cy = (int(v) for v in rng.integers(0, size, 2))
+        r = int(rng.integers(size // 12, size // 3))
+        if rng.random() < 0.5:
+            axes = (r, int(r * rng.uniform(0.3, 1.0)))
+            cv2.ellipse(layer, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+        else:
+            cv2.rectangle(layer, (cx - r, cy - r // 2), (cx + r, cy + r // 2), colour, -1)
+    sigma = float(rng.uniform(2.0, max(3.0, size / 20)))
+    layer = cv2.GaussianBlur(layer, (0, 0), sigma)
+    mix = np.float32(rng.uniform(0.3, 0.8))
+    return canvas * (1 - mix) + layer * mix
+
+
+def make_background(rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
+    """A tinted, textured background ``float32 [size, size, 3]``, RGB in 0-255.
+
+    A two-colour gradient, plus (scaled by ``strength`` in [0, 1]) coarse and fine smooth
+    noise fields, stripes, and blurred random shapes.
+    """
+    c0, c1 = rng.uniform(20, 235, (2, 3)).astype(np.float32)
+    t = _coordinate_ramp(rng, size)[..., None]
+    canvas = c0 * (1 - t) + c1 * t
+    s = np.float32(strength)
+    canvas += s * rng.uniform(40, 120) * _upsampled_noise(rng, size, int(rng.integers(2, 8)))
+    canvas += s * rng.uniform(5, 30) * _upsampled_noise(rng, size, max(8, size // 6))
+    if rng.random() < 0.4:
+        period = rng.uniform(size / 12, size / 2)
+        phase = rng.uniform(0, 2 * np.pi)
+        wave = np.sin(2 * np.pi * _coordinate_ramp(rng, size) * size / period + phase)
+        canvas += s * rng.uniform(10, 40) * wave[..., None] * rng.uniform(0.3, 1.0, 3).astype(
+            np.float32)
+    if strength > 0 and rng.random() < 0.6:
+        canvas = (1 - s) * canvas + s * _blurred_shapes(rng, canvas)
+    return np.clip(canvas, 0, 255).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- digit geometry
+
+
+def _ink_crop(src: np.ndarray) -> np.ndarray:
+    """``float32`` crop of ``src`` (uint8, bright ink) to its ink, scaled to peak 1."""
+    peak = float(src.max())
+    assert peak > 0, "blank source digit"
+    ys, xs = np.nonzero(src > 0.1 * peak)
+    crop = src[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32)
+    return crop / peak
+
+
+def _trim(alpha: np.ndarray) -> np.ndarray:
+    """``alpha`` with values below ``ALPHA_MIN`` zeroed, cropped to the tight bbox of the rest."""
+    alpha = np.clip(alpha, 0.0, 1.0)
+    alpha[alpha < ALPHA_MIN] = 0.0
+    ys, xs = np.nonzero(alpha)
+    assert ys.size > 0, "transform erased all ink"
+    return np.ascontiguousarray(alpha[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+
+
+def _sharpen(alpha: np.ndarray, upscale: float) -> np.ndarray:
+    """Smoothstep contrast curve on ``alpha``: upscaled low-resolution strokes get crisp,
+    anti-aliased edges instead of a wide blurry halo; downscaled strokes are kept thick."""
+    low, high = (0.2, 0.6) if upscale > 1.5 else (0.05, 0.5)
+    t = np.clip((alpha - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _rotate_shear(alpha: np.ndarray, degrees: float, shear: float) -> np.ndarray:
+    """``alpha`` rotated by ``degrees`` and sheared horizontally by ``shear``, nothing cut off."""
+    h, w = alpha.shape
+    rad = math.radians(degrees)
+    rot = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])
+    lin = rot @ np.array([[1.0, shear], [0.0, 1.0]])
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64) @ lin.T
+    low, high = corners.min(0), corners.max(0)
+    out_w, out_h = (int(math.ceil(v)) + 2 for v in high - low)
+    matrix = np.hstack([lin, (1.0 - low)[:, None]])
+    return cv2.warpAffine(alpha, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def transform_digit(rng: np.random.Generator, src: np.ndarray, height: int,
+                    config: SceneConfig) -> np.ndarray:
+    """A source digit (``uint8 [h, w]``, bright ink) as a tight alpha patch ``float32 [H, W]``.
+
+    The ink crop is scaled to ``height`` px (aspect jittered), rotated and sheared; the patch
+    is at most ``image_size - 2`` px on each side and has ink on all four borders.
+    """
+    crop = _ink_crop(src)
+    h, w = crop.shape
+    aspect = math.exp(rng.uniform(-config.max_aspect_jitter, config.max_aspect_jitter))
+    fy = height / h
+    fx = fy * aspect
+    # a zero margin keeps the interpolation from replicating edge ink into flat cut-offs
+    pad = 2
+    padded = np.pad(crop, pad)
+    size = (max(1, int(round((w + 2 * pad) * fx))), max(1, int(round((h + 2 * pad) * fy))))
+    interp = cv2.INTER_AREA if fy < 1 else cv2.INTER_CUBIC
+    alpha = _sharpen(cv2.resize(padded, size, interpolation=interp), fy)
+    degrees = rng.uniform(-config.max_rotation, config.max_rotation)
+    shear = rng.uniform(-config.max_shear, config.max_shear)
+    alpha = _trim(_rotate_shear(alpha, degrees, shear))
+    limit = config.image_size - 2
+    if max(alpha.shape) > limit:
+        scale = limit / max(alpha.shape)
+        size = (max(1, int(alpha.shape[1] * scale)), max(1, int(alpha.shape[0] * scale)))
+        alpha = _trim(cv2.resize(alpha, size, interpolation=cv2.INTER_AREA))
+    return alpha
+
+
+# --------------------------------------------------------------------------- placement
+
+
+@dataclass
+class _Placement:
+    """A digit position during placement; ``visible`` shrinks as later digits cover it."""
+
+    alpha: np.ndarray
+    x0: int
+    y0: int
+    bank_index: int
+    visible: np.ndarray
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        h, w = self.alpha.shape
+        return self.x0, self.y0, self.x0 + w, self.y0 + h
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def _overlap_slices(top: _Placement, below: _Placement):
+    """Slices of the common region in ``top``'s and ``below``'s patch coordinates, or None."""
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = top.box, below.box
+    x1, y1, x2, y2 = max(ax1, bx1), max(ay1, by1), min(ax2, bx2), min(ay2, by2)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    top_sl = (slice(y1 - ay1, y2 - ay1), slice(x1 - ax1, x2 - ax1))
+    below_sl = (slice(y1 - by1, y2 - by1), slice(x1 - bx1, x2 - bx1))
+    return top_sl, below_sl
+
+
+def _acceptable(new: _Placement, placed: list[_Placement], config: SceneConfig) -> bool:
+    """Whether ``new`` pasted on top keeps every IoU and occlusion limit."""
+    for old in placed:
+        if _iou(new.box, old.box) > config.max_iou:
+            return False
+        sl = _overlap_slices(new, old)
+        if sl is None:
+            continue
+        lost = float((old.visible[sl[1]] * new.alpha[sl[0]]).sum())
+        if float(old.visible.sum()) - lost < (1 - config.max_occlusion) * float(old.alpha.sum()):
+            return False
+    return True
+
+
+def _cover(new: _Placement, placed: list[_Placement]) -> None:
+    for old in placed:
+        sl = _overlap_slices(new, old)
+        if sl is not None:
+            old.visible[sl[1]] *= 1.0 - new.alpha[sl[0]]
+
+
+def _try_place(rng: np.random.Generator, config: SceneConfig, bank: DigitBank, height: float,
+               placed: list[_Placement]) -> _Placement | None:
+    """Place one random digit of about ``height`` px, shrinking it after repeated failures."""
+    bank_index = int(rng.integers(len(bank)))
+    for attempt in range(_TRIES_PER_OBJECT):
+        h = max(config.min_digit_height, int(round(height * 0.85 ** (attempt // _SHRINK_EVERY))))
+        alpha = transform_digit(rng, bank.images[bank_index], h, config)
+        ph, pw = alpha.shape
+        x0 = int(rng.integers(0, config.image_size - pw + 1))
+        y0 = int(rng.integers(0, config.image_size - ph + 1))
+        candidate = _Placement(alpha, x0, y0, bank_index, alpha.copy())
+        if _acceptable(candidate, placed, config):
+            return candidate
+    return None
+
+
+def _place_digits(rng: np.random.Generator, config: SceneConfig,
+                  bank: DigitBank) -> list[_Placement]:
+    """Digit positions, largest first (placed earlier = pasted lower)."""
+    count = int(rng.integers(config.min_objects, config.max_objects + 1))
+    log_h = rng.uniform(math.log(config.min_digit_height), math.log(config.max_digit_height + 1),
+                        count)
+    placed: list[_Placement] = []
+    for height in sorted(np.exp(log_h), reverse=True):
+        new = _try_place(rng, config, bank, float(height), placed)
+        if new is None:
+            continue
+        _cover(new, placed)
+        placed.append(new)
+    for _ in range(4 * config.min_objects):
+        if len(placed) >= config.min_objects:
+            break
+        new = _try_place(rng, config, bank, float(config.min_digit_height), placed)
+        if new is not None:
+            _cover(new, placed)
+            placed.append(new)
+    if len(placed) < config.min_objects:
+        raise RuntimeError(f"could only place {len(placed)} of min_objects="
+                           f"{config.min_objects} digits in a {config.image_size}px image; "
+                           f"lower min_objects / digit heights or raise max_iou")
+    return placed
+
+
+# --------------------------------------------------------------------------- colours and pasting
+
+
+def _luma(rgb: np.ndarray) -> float:
+    return float(rgb[0] * 0.299 + rgb[1] * 0.587 + rgb[2] * 0.114)
+
+
+def ink_colour(rng: np.random.Generator, background: np.ndarray, min_contrast: float) -> np.ndarray:
+    """An RGB ink colour (``float32 [3]``, 0-255) whose luma differs from the mean of
+    ``background`` (``[h, w, 3]``) by at least ``min_contrast`` where possible."""
+    bg_luma = _luma(background.reshape(-1, 3).mean(0))
+    colour = rng.uniform(0, 255, 3)
+    for _ in range(16):
+        if abs(_luma(colour) - bg_luma) >= min_contrast:
+            return colour.astype(np.float32)
+        colour = rng.uniform(0, 255, 3)
+    target = 0.0 if bg_luma > 127.5 else 255.0
+    return (target + (colour - target) * 0.25).astype(np.float32)
+
+
+def _composite(canvas: np.ndarray, alpha: np.ndarray, colour: np.ndarray, x0: int, y0: int) -> None:
+    h, w = alpha.shape
+    region = canvas[y0:y0 + h, x0:x0 + w]
+    a = alpha[..., None]
+    region *= 1.0 - a
+    region += a * colour
+
+
+def _paste(canvas: np.ndarray, rng: np.random.Generator, p: _Placement, bank: DigitBank,
+           min_contrast: float) -> PastedDigit:
+    x1, y1, x2, y2 = p.box
+    colour = ink_colour(rng, canvas[y1:y2, x1:x2], min_contrast)
+    _composite(canvas, p.alpha, colour, p.x0, p.y0)
+    i = p.bank_index
+    return PastedDigit(label=int(bank.labels[i]), box=(float(x1), float(y1), float(x2), float(y2)),
+                       alpha=p.alpha, bank_index=i, digit_id=int(bank.digit_ids[i]),
+                       origin=bank.origins[i])
+
+
+# --------------------------------------------------------------------------- distractors
+
+
+@dataclass(frozen=True)
+class _StrokeSpec:
+    kind: str
+    centre: tuple[float, float]
+    scale: float
+    thin: bool
+
+
+_STROKE_KINDS = ("curve", "line", "arc", "scribble", "blob")
+
+
+def _draw_distractor_specs(rng: np.random.Generator, config: SceneConfig,
+                           placed: list[_Placement]) -> tuple[list[_StrokeSpec], list[_StrokeSpec]]:
+    """Distractors drawn under the digits and (thin ones) over them; half sit next to a digit."""
+    size = config.image_size
+    under, over = [], []
+    for _ in range(int(rng.integers(config.min_distractors, config.max_distractors + 1))):
+        kind = _STROKE_KINDS[int(rng.integers(len(_STROKE_KINDS)))]
+        if placed and rng.random() < 0.5:
+            x1, y1, x2, y2 = placed[int(rng.integers(len(placed)))].box
+            w, h = x2 - x1, y2 - y1
+            centre = (x1 + w * rng.uniform(-0.5, 1.5), y1 + h * rng.uniform(-0.5, 1.5))
+            scale = h * rng.uniform(0.5, 1.2)
+        else:
+            centre = tuple(rng.uniform(0, size, 2))
+            scale = math.exp(rng.uniform(math.log(8), math.log(size * 0.4)))
+        is_over = kind != "blob" and rng.random() < 0.25
+        (over if is_over else under).append(_StrokeSpec(kind, centre, float(scale), is_over))
+    return under, over
+
+
+def _bezier(points: np.ndarray, n: int = 32) -> np.ndarray:
+    """``int32 [n, 2]`` points of the Bezier curve with control ``points`` ``[k, 2]``."""
+    t = np.linspace(0.0, 1.0, n)[:, None, None]
+    pts = np.broadcast_to(points.astype(np.float64), (n, *points.shape))
+    while pts.shape[1] > 1:  # de Casteljau
+        pts = pts[:, :-1] * (1 - t) + pts[:, 1:] * t
+    return np.rint(pts[:, 0]).astype(np.int32)
+
+
+def _stroke_mask(rng: np.random.Generator, spec: _StrokeSpec, size: int) -> np.ndarray:
+    """``uint8 [size, size]`` anti-aliased mask of one distractor."""
+    mask = np.zeros((size, size), np.uint8)
+    c, s = np.asarray(spec.centre), spec.scale
+    thick = 1 if spec.thin else max(1, int(round(s * rng.uniform(0.04, 0.12))))
+    if spec.kind == "curve":
+        pts = _bezier(c + rng.uniform(-0.8, 0.8, (4, 2)) * s)
+        cv2.polylines(mask, [pts], False, 255, thick, cv2.LINE_AA)
+    elif spec.kind == "line":
+        d = np.array([math.cos(a := rng.uniform(0, np.pi)), math.sin(a)]) * s * rng.uniform(1, 2)
+        p, q = np.rint(c - d).astype(int), np.rint(c + d).astype(int)
+        cv2.line(mask, tuple(int(v) for v in p), tuple(int(v) for v in q), 255, thick, cv2.LINE_AA)
+    elif spec.kind == "arc":
+        axes = (max(2, int(s * rng.uniform(0.2, 0.6))), max(2, int(s * rng.uniform(0.2, 0.6))))
+        start = float(rng.uniform(0, 360))
+        cv2.ellipse(mask, tuple(int(v) for v in c), axes, float(rng.uniform(0, 180)), start,
+                    start + float(rng.uniform(60, 200)), 255, thick, cv2.LINE_AA)
+    elif spec.kind == "scribble":
+        steps = rng.normal(0, s * 0.25, (int(rng.integers(4, 10)), 2))
+        pts = np.rint(c + np.cumsum(steps, axis=0)).astype(np.int32)
+        cv2.polylines(mask, [pts], False, 255, thick, cv2.LINE_AA)
+    else:  # blob: an irregular filled polygon, small
+        r = max(2.0, s * rng.uniform(0.05, 0.25))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(5, 9))))
+        rad = r * rng.uniform(0.5, 1.0, ang.size)
+        pts = np.rint(c + np.stack([np.cos(ang) * rad, np.sin(ang) * rad], 1)).astype(np.int32)
+        cv2.fillPoly(mask, [pts], 255, cv2.LINE_AA)
+    return mask
+
+
+def _draw_distractor(canvas: np.ndarray, rng: np.random.Generator, spec: _StrokeSpec,
+                     min_contrast: float) -> None:
+    size = canvas.shape[0]
+    mask = _stroke_mask(rng, spec, size)
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return
+    y1, y2, x1, x2 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    colour = ink_colour(rng, canvas[y1:y2, x1:x2], min_contrast)
+    alpha = mask[y1:y2, x1:x2].astype(np.float32) / 255.0
+    _composite(canvas, alpha, colour, int(x1), int(y1))
+
+
+# --------------------------------------------------------------------------- building splits
+
+
+def scene_banks(config: SceneConfig, bank: DigitBank | None = None) -> dict[str, DigitBank]:
+    """The disjoint per-split digit banks that ``config`` draws from (``bank`` loaded if None)."""
+    bank = load_digit_sources(config.sources) if bank is None else bank
+    return split_bank(bank, config.split_fractions, config.seed)
+
+
+def image_file_name(split: str, index: int) -> str:
+    """File name of image ``index`` of ``split``, relative to the split's image root."""
+    return f"{split}_{index:06d}.jpg"
+
+
+def write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
+    """Write ``uint8 [H, W, 3]`` RGB ``rgb`` as a JPEG of ``quality`` (1-100)."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise OSError(f"could not encode JPEG for {path}")
+    path.write_bytes(data.tobytes())
+
+
+def _render_range(config: SceneConfig, bank: DigitBank, split: str, indices: Sequence[int],
+                  image_root: Path) -> list[ImageRecord]:
+    records = []
+    for index in indices:
+        scene = render_scene(config, bank, split, index)
+        name = image_file_name(split, index)
+        write_jpeg(image_root / name, scene.image, config.jpeg_quality)
+        records.append(ImageRecord(image_id=index + 1, file_name=name, width=config.image_size,
+                                   height=config.image_size, objects=scene.annotations()))
+    return records
+
+
+def _chunks(n: int, parts: int) -> list[range]:
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _remove_stale(image_root: Path, split: str, keep: set[str]) -> None:
+    """Delete this builder's images of ``split`` left over from a larger earlier build."""
+    for path in image_root.glob(f"{split}_[0-9][0-9][0-9][0-9][0-9][0-9].jpg"):
+        if path.name not in keep:
+            path.unlink()
+
+
+def _build_split(config: SceneConfig, bank: DigitBank, split: str, out_dir: Path,
+                 progress: bool, workers: int) -> DatasetSplit:
+    from tqdm.auto import tqdm
+
+    n = config.num_images(split)
+    image_root = out_dir / "images" / split
+    image_root.mkdir(parents=True, exist_ok=True)
+    chunks = _chunks(n, max(1, math.ceil(n / 16)))
+    records: list[ImageRecord] = []
+    with tqdm(total=n, desc=f"digit-scenes {split}", unit="img", disable=not progress) as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(_render_range, config, bank, split, c, image_root)
+                           for c in chunks]
+                for future, chunk in zip(futures, chunks):
+                    records.extend(future.result())
+                    bar.update(len(chunk))
+        else:
+            for index in range(n):
+                records.extend(_render_range(config, bank, split, [index], image_root))
+                bar.update(1)
+    _remove_stale(image_root, split, {r.file_name for r in records})
+    return DatasetSplit(class_names=list(CLASS_NAMES), images=records, image_root=image_root,
+                        name=split)
+
+
+def build_scenes(config: SceneConfig, out_dir: Path | str, progress: bool = True,
+                 workers: int = 1, bank: DigitBank | None = None) -> dict[str, DatasetSplit]:
+    """Render every split of ``config`` to ``<out_dir>/images/<split>/<split>_<index:06d>.jpg``.
+
+    Also writes ``<out_dir>/scene_config.json`` (the resolved config). The output does not
+    depend on ``workers``.
+
+    Args:
+        config: the dataset definition.
+        out_dir: root directory, created if missing.
+        progress: show a tqdm progress bar per split.
+        workers: processes rendering in parallel (1 renders in this process).
+        bank: all source digits; loaded from ``config.sources`` when None.
+
+    Returns:
+        ``{"train": DatasetSplit, "val": ..., "test": ...}``; boxes xyxy absolute pixels,
+        labels 0-9, ``image_id = index + 1``.
+    """
+    if not isinstance(config, SceneConfig):
+        raise TypeError(f"config: expected a SceneConfig, got {type(config).__name__}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    banks = scene_banks(config, bank)
+    splits = {s: _build_split(config, banks[s], s, out_dir, progress, workers) for s in SPLIT_NAMES}
+    (out_dir / "scene_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    return splits
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _boxes(records: Sequence[ImageRecord]) -> np.ndarray:
+    rows = [o.box for r in records for o in r.objects]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def _overlapping(records: Sequence[ImageRecord]) -> int:
+    """Objects whose box intersects (IoU > 0) another box of the same image."""
+    count = 0
+    for r in records:
+        b = _boxes([r])
+        iw = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
+        ih = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
+        hit = (iw > 0) & (ih > 0)
+        np.fill_diagonal(hit, False)
+        count += int(hit.any(axis=1).sum())
+    return count
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float]:
+    qs = (5, 25, 50, 75, 95)
+    if values.size == 0:
+        return {f"p{q}": float("nan") for q in qs}
+    return {f"p{q}": float(v) for q, v in zip(qs, np.percentile(values, qs))}
+
+
+def _records_statistics(records: Sequence[ImageRecord], class_names: Sequence[str]) -> dict:
+    per_image = np.array([len(r.objects) for r in records], dtype=np.int64)
+    boxes = _boxes(records)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    area = w * h
+    labels = np.array([o.label for r in records for o in r.objects], dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(class_names)) if labels.size else \
+        np.zeros(len(class_names), np.int64)
+    n_obj = int(per_image.sum())
+    return {
+        "images": len(records),
+        "objects": n_obj,
+        "objects_per_image": {
+            "min": int(per_image.min()) if per_image.size else 0,
+            "mean": float(per_image.mean()) if per_image.size else 0.0,
+            "max": int(per_image.max()) if per_image.size else 0},
+        "per_class": {name: int(c) for name, c in zip(class_names, counts)},
+        "size_buckets": {"small": int((area < COCO_SMALL).sum()),
+                         "medium": int(((area >= COCO_SMALL) & (area < COCO_LARGE)).sum()),
+                         "large": int((area >= COCO_LARGE).sum())},
+        "box_width": _percentiles(w),
+        "box_height": _percentiles(h),
+        "overlap_fraction": _overlapping(records) / n_obj if n_obj else 0.0,
+    }
+
+
+def scene_statistics(splits: Mapping[str, DatasetSplit]) -> dict[str, dict]:
+    """Per-split statistics, plus ``"all"`` when there is more than one split.
+
+    Each entry: ``images``, ``objects``, ``objects_per_image`` (min/mean/max), ``per_class``
+    counts, COCO ``size_buckets`` by box area in px^2 (small < 32^2 <= medium < 96^2 <= large),
+    ``box_width`` / ``box_height`` percentiles in px (p5, p25, p50, p75, p95), and
+    ``overlap_fraction`` (objects whose box has IoU > 0 with another box of its image).
+    """
+    if not splits:
+        raise ValueError("scene_statistics: expected at least one split, got none")
+    names = next(iter(splits.values())).class_names
+    stats = {k: _records_statistics(s.images, s.class_names) for k, s in splits.items()}
+    if len(splits) > 1:
+        stats["all"] = _records_statistics([r for s in splits.values() for r in s.images], names)
+    return stats
+
+
+def _statistics_rows(stats: Mapping[str, dict]) -> list[tuple[str, Callable[[dict], str]]]:
+    def pct(key: str) -> Callable[[dict], str]:
+        return lambda s: (f"{s['size_buckets'][key]} "
+                          f"({100 * s['size_buckets'][key] / max(s['objects'], 1):.0f}%)")
+
+    rows: list[tuple[str, Callable[[dict], str]]] = [
+        ("images", lambda s: str(s["images"])),
+        ("objects", lambda s: str(s["objects"])),
+        ("objects/image min / mean / max", lambda s: "{min} / {mean:.2f} / {max}".format(
+            **s["objects_per_image"])),
+        ("small (< 32² px²)", pct("small")),
+        ("medium", pct("medium")),
+        ("large (≥ 96² px²)", pct("large")),
+        ("box width p5 / p50 / p95 px", lambda s: "{p5:.0f} / {p50:.0f} / {p95:.0f}".format(
+            **s["box_width"])),
+        ("box height p5 / p50 / p95 px", lambda s: "{p5:.0f} / {p50:.0f} / {p95:.0f}".format(
+            **s["box_height"])),
+        ("objects overlapping another", lambda s: f"{100 * s['overlap_fraction']:.1f}%"),
+    ]
+    first = next(iter(stats.values()))
+    for name in first["per_class"]:
+        rows.append((f"class {name}", lambda s, n=name: str(s["per_class"].get(n, 0))))
+    return rows
+
+
+def format_statistics(stats: Mapping[str, dict]) -> str:
+    """``stats`` from :func:`scene_statistics` as a Markdown table, one column per split."""
+    if not stats:
+        raise ValueError("format_statistics: expected statistics of at least one split")
+    cols = list(stats)
+    lines = ["| statistic | " + " | ".join(cols) + " |",
+             "| --- | " + " | ".join("---:" for _ in cols) + " |"]
+    for label, cell in _statistics_rows(stats):
+        lines.append(f"| {label} | " + " | ".join(cell(stats[c]) for c in cols) + " |")
+    return "\n".join(lines)
