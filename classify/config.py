@@ -410,6 +410,31 @@ def _check_constraints(value: Any, spec: Constraints) -> None:
         raise _Mismatch(kind + spec.describe(), value, hint=hint)
 
 
+def check_fields(cfg: Any) -> None:
+    """Check each field of a config instance against its type and :func:`param` constraints.
+
+    Call it from ``__post_init__`` so that building the dataclass directly in code is checked
+    like loading it from YAML. Nested config sections are left to their own ``__post_init__``.
+
+    Raises:
+        TypeError: a value of the wrong type, e.g. ``SceneConfig.image_size: expected int, got 320.0``.
+        ValueError: a value out of bounds or not among the choices, naming the field.
+    """
+    for name, f in _schema(type(cfg)).items():
+        if _section_type(f.type) is not None:
+            continue
+        value = getattr(cfg, name)
+        where = f"{type(cfg).__name__}.{name}"
+        try:
+            _coerce(value, f.type, cli=False)
+        except _Mismatch as exc:
+            raise TypeError(f"{where}{exc.suffix}: expected {exc.expected}, got {_show(exc.value)}") from None
+        try:
+            _check_constraints(value, f.spec)
+        except _Mismatch as exc:
+            raise ValueError(f"{where}{exc.suffix}: expected {exc.expected}, got {_show(exc.value)}{exc.hint}") from None
+
+
 # ----------------------------------------------------------------------------- collecting values
 
 
@@ -581,17 +606,18 @@ def _build(cls: type[T], tree: _Tree, base: Any, prefix: str, origin: str) -> T:
 
 
 def _load(cls: type[T], path: str | Path | None, overrides: Mapping[str, Any] | None,
-          where: Callable[[str], str]) -> T:
+          where: Callable[[str], str], base: T | None = None) -> T:
     _schema(cls)  # a TypeError for a bad config class comes before any file error
     tree = _read_yaml(cls, Path(path)) if path is not None else {}
     for key, value in _flatten(overrides or {}):
         _apply_override(tree, cls, key, value, where(key))
     origin = str(path) if path is not None else "the defaults"
-    return _build(cls, tree, None, "", origin + (" and overrides" if overrides else ""))
+    return _build(cls, tree, base, "", origin + (" and overrides" if overrides else ""))
 
 
 def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: Mapping[str, object] | None = None
+    cls: type[T], path: str | Path | None = None, overrides: Mapping[str, object] | None = None,
+    base: T | None = None,
 ) -> T:
     """Read a frozen config dataclass ``cls`` from a YAML preset, then apply ``overrides``.
 
@@ -602,6 +628,8 @@ def load_config(
             fields. ``None`` or an empty file keeps every default.
         overrides: dotted keys (``{"optim.lr": 0.01}``) or nested mappings; values may be
             strings as a command line gives them, parsed to the field type.
+        base: an instance (e.g. a named preset) whose values replace the class defaults; the
+            YAML and then ``overrides`` apply on top of it.
 
     Raises:
         ValueError: unknown key (with the closest valid keys), wrong type, out of range, not
@@ -610,7 +638,7 @@ def load_config(
         TypeError: ``cls`` is not a frozen dataclass or has a field type this module cannot read.
         FileNotFoundError: ``path`` does not exist.
     """
-    return _load(cls, path, overrides, lambda key: "overrides")
+    return _load(cls, path, overrides, lambda key: "overrides", base)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -730,8 +758,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
         group.add_argument(f"--{prefix}{key}", dest=prefix + key, **_flag_options(f, default))
 
 
-def config_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "") -> T:
+def config_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", base: T | None = None) -> T:
     """The config from ``--{prefix}config`` (if given) overridden by the flags the user gave.
+
+    ``base`` (e.g. a named preset) replaces the class defaults under the YAML and the flags.
 
     Raises ``ValueError`` naming the flag (``command-line flag --optim.lr``); a CLI turns it
     into a usage error with ``parser.error(str(exc))``.
@@ -739,4 +769,4 @@ def config_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "") -
     given = vars(args)
     overrides = {key: given[prefix + key] for key in config_keys(cls) if prefix + key in given}
     return _load(cls, given.get(prefix + "config"), overrides,
-                 lambda key: f"command-line flag --{prefix}{key}")
+                 lambda key: f"command-line flag --{prefix}{key}", base)

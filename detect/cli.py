@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from classify.cli_parser import SuggestingParser
 from detect.data.problems import DatasetError
 
 EXIT_PROBLEMS = 1
@@ -39,26 +40,41 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
+    from classify.config import config_from_args
     from detect.data.build import build_digit_scenes
+    from detect.data.scenes import SceneConfig, scene_config
 
-    build_digit_scenes(args.out, preset=args.preset, overrides=_scene_overrides(args), force=args.force)
+    config = config_from_args(SceneConfig, args, base=scene_config(args.preset))
+    build_digit_scenes(args.out, config, force=args.force, workers=args.workers)
     return 0
-
-
-def _scene_overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {k: v for k, v in (("seed", args.seed),) if v is not None}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults: build the default digit scenes and show them."""
     from detect.data.build import build_digit_scenes
+    from detect.data.scenes import scene_config
 
-    build_digit_scenes(args.out, preset="default", force=False)
+    build_digit_scenes(args.out, scene_config("default"))
     return 0
 
 
+def _add_scenes_parser(data: argparse._SubParsersAction) -> None:
+    from classify.config import add_config_arguments
+    from detect.data.scenes import SceneConfig
+
+    p = data.add_parser("scenes", help="build the digit-scenes detection benchmark (COCO, VOC and YOLO)",
+                        description="Build the digit-scenes benchmark. The preset's values can be "
+                        "overridden by a YAML file (--config) and then by the flags below.")
+    p.add_argument("--out", type=Path, default=Path("data/digit-scenes"))
+    p.add_argument("--preset", default="default", help="size preset: tiny, default or large")
+    p.add_argument("--force", action="store_true", help="rebuild even if the dataset is up to date")
+    p.add_argument("--workers", type=int, help="rendering processes (default: up to 2)")
+    add_config_arguments(p, SceneConfig)
+    p.set_defaults(func=cmd_scenes)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="detect", description=__doc__.splitlines()[0])
+    parser = SuggestingParser(prog="detect", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("convert", help="convert a dataset between COCO, VOC and YOLO formats")
@@ -77,12 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True, metavar="WHAT")
-    p = data.add_parser("scenes", help="build the digit-scenes detection benchmark (COCO, VOC and YOLO)")
-    p.add_argument("--out", type=Path, default=Path("data/digit-scenes"))
-    p.add_argument("--preset", default="default", help="size preset: tiny, default or large")
-    p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
-    p.add_argument("--force", action="store_true", help="rebuild even if the dataset is up to date")
-    p.set_defaults(func=cmd_scenes)
+    _add_scenes_parser(data)
 
     p = sub.add_parser("demo", help="the main job on the embedded defaults")
     p.add_argument("--out", type=Path, default=Path("data/digit-scenes"))

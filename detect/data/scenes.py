@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from classify.config import check_fields, param
 from detect.data.digits import DIGIT_SOURCES, SPLIT_NAMES, DigitBank, load_digit_sources, split_bank
 from detect.structures import Box, DatasetSplit, ImageRecord, ObjectAnnotation
 
@@ -69,100 +70,49 @@ class SceneConfig:
         seed: the root seed, a non-negative integer.
     """
 
-    image_size: int = 320
-    num_train: int = 2000
-    num_val: int = 300
-    num_test: int = 500
-    min_objects: int = 2
-    max_objects: int = 8
-    min_digit_height: int = 10
-    max_digit_height: int = 150
-    max_iou: float = 0.3
-    max_occlusion: float = 0.3
-    max_rotation: float = 15.0
-    max_shear: float = 0.2
-    max_aspect_jitter: float = 0.15
-    background_strength: float = 1.0
-    noise_std: float = 8.0
-    min_distractors: int = 2
-    max_distractors: int = 8
-    min_contrast: float = 60.0
-    jpeg_quality: int = 90
-    sources: tuple[str, ...] = DIGIT_SOURCES
-    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    seed: int = 0
+    image_size: int = param(320, ge=32, le=4096, help="side of the square images, px")
+    num_train: int = param(2000, ge=0, help="training images")
+    num_val: int = param(300, ge=0, help="validation images")
+    num_test: int = param(500, ge=0, help="test images")
+    min_objects: int = param(2, ge=1, help="fewest digits per image")
+    max_objects: int = param(8, ge=1, help="most digits per image")
+    min_digit_height: int = param(10, ge=6, help="smallest upright digit height, px")
+    max_digit_height: int = param(150, ge=6, help="largest upright digit height, px (<= image_size / 2)")
+    max_iou: float = param(0.3, ge=0.0, le=1.0, help="largest box IoU between two digits")
+    max_occlusion: float = param(0.3, ge=0.0, le=1.0, help="largest share of a digit's ink covered by others")
+    max_rotation: float = param(15.0, ge=0.0, le=45.0, help="rotation up to this many degrees either way")
+    max_shear: float = param(0.2, ge=0.0, le=0.5, help="horizontal shear factor up to this either way")
+    max_aspect_jitter: float = param(0.15, ge=0.0, le=0.5, help="log width-scale jitter")
+    background_strength: float = param(1.0, ge=0.0, le=1.0, help="0 flat gradients, 1 full texture")
+    noise_std: float = param(8.0, ge=0.0, le=64.0, help="Gaussian pixel noise std, 0-255 units")
+    min_distractors: int = param(2, ge=0, help="fewest non-digit strokes per image")
+    max_distractors: int = param(8, ge=0, help="most non-digit strokes per image")
+    min_contrast: float = param(60.0, ge=0.0, le=200.0, help="least luma difference ink vs background")
+    jpeg_quality: int = param(90, ge=1, le=100, help="JPEG quality")
+    sources: tuple[str, ...] = param(DIGIT_SOURCES, choices=DIGIT_SOURCES, help="digit sources")
+    split_fractions: tuple[float, float, float] = param((0.7, 0.1, 0.2), gt=0.0, help="train/val/test shares")
+    seed: int = param(0, ge=0, help="root random seed")
 
     def __post_init__(self) -> None:
-        _validate_types(self)
-        _validate_ranges(self)
+        check_fields(self)
+        for low, high in (("min_objects", "max_objects"), ("min_digit_height", "max_digit_height"),
+                          ("min_distractors", "max_distractors")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"SceneConfig.{low}={getattr(self, low)} is greater than "
+                                 f"SceneConfig.{high}={getattr(self, high)}; expected {low} <= {high}")
+        if 2 * self.max_digit_height > self.image_size:
+            raise ValueError(f"SceneConfig.max_digit_height={self.max_digit_height} does not fit "
+                             f"image_size={self.image_size}; expected max_digit_height <= "
+                             f"image_size / 2 = {self.image_size // 2}")
+        if not self.sources:
+            raise ValueError(f"SceneConfig.sources: expected a non-empty tuple drawn from {DIGIT_SOURCES}")
+        if abs(sum(self.split_fractions) - 1.0) > 1e-6:
+            raise ValueError(f"SceneConfig.split_fractions: expected 3 positive numbers summing to 1, "
+                             f"got {self.split_fractions}")
 
     def num_images(self, split: str) -> int:
         """Images in ``split`` (``train``, ``val`` or ``test``)."""
         return {"train": self.num_train, "val": self.num_val, "test": self.num_test}[split]
-
-
-def _field_error(name: str, expected: str, value: Any) -> ValueError:
-    return ValueError(f"SceneConfig.{name}: expected {expected}, got {value!r}")
-
-
-def _validate_types(cfg: SceneConfig) -> None:
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise TypeError(f"SceneConfig.{f.name}: expected an int, got "
-                            f"{type(value).__name__} {value!r}")
-        if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise TypeError(f"SceneConfig.{f.name}: expected a number, got "
-                            f"{type(value).__name__} {value!r}")
-
-
-def _check_range(cfg: SceneConfig, name: str, low: float, high: float = math.inf) -> None:
-    value = getattr(cfg, name)
-    if not (low <= value <= high):
-        bound = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
-        raise _field_error(name, f"a value {bound}", value)
-
-
-def _check_pair(cfg: SceneConfig, low_name: str, high_name: str) -> None:
-    low, high = getattr(cfg, low_name), getattr(cfg, high_name)
-    if low > high:
-        raise ValueError(f"SceneConfig.{low_name}={low} is greater than "
-                         f"SceneConfig.{high_name}={high}; expected {low_name} <= {high_name}")
-
-
-def _validate_ranges(cfg: SceneConfig) -> None:
-    for name in ("num_train", "num_val", "num_test", "seed", "min_distractors"):
-        _check_range(cfg, name, 0)
-    _check_range(cfg, "image_size", 32, 4096)
-    _check_range(cfg, "min_objects", 1)
-    _check_range(cfg, "min_digit_height", 6)
-    for name in ("max_iou", "max_occlusion", "background_strength"):
-        _check_range(cfg, name, 0.0, 1.0)
-    _check_range(cfg, "max_rotation", 0.0, 45.0)
-    _check_range(cfg, "max_shear", 0.0, 0.5)
-    _check_range(cfg, "max_aspect_jitter", 0.0, 0.5)
-    _check_range(cfg, "noise_std", 0.0, 64.0)
-    _check_range(cfg, "min_contrast", 0.0, 200.0)
-    _check_range(cfg, "jpeg_quality", 1, 100)
-    for low, high in (("min_objects", "max_objects"), ("min_digit_height", "max_digit_height"),
-                      ("min_distractors", "max_distractors")):
-        _check_pair(cfg, low, high)
-    if 2 * cfg.max_digit_height > cfg.image_size:
-        raise ValueError(f"SceneConfig.max_digit_height={cfg.max_digit_height} does not fit "
-                         f"image_size={cfg.image_size}; expected max_digit_height <= "
-                         f"image_size / 2 = {cfg.image_size // 2}")
-    _validate_sources(cfg)
-
-
-def _validate_sources(cfg: SceneConfig) -> None:
-    if isinstance(cfg.sources, str) or not cfg.sources:
-        raise _field_error("sources", f"a non-empty tuple drawn from {DIGIT_SOURCES}", cfg.sources)
-    unknown = [s for s in cfg.sources if s not in DIGIT_SOURCES]
-    if unknown:
-        raise _field_error("sources", f"names from {DIGIT_SOURCES}", cfg.sources)
-    fr = tuple(cfg.split_fractions)
-    if len(fr) != 3 or any(not (f > 0) for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
-        raise _field_error("split_fractions", "3 positive numbers summing to 1", fr)
 
 
 PRESETS: dict[str, SceneConfig] = {

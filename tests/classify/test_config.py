@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from classify.config import (
+    check_fields,
     add_config_arguments,
     config_from_args,
     config_keys,
@@ -486,3 +487,35 @@ def _flags(cfg: Train) -> list[str]:
 def test_property_cli_flags_round_trip(cfg):
     args = _parser().parse_args(["--data", "d", "--run_name", "r", "--device", cfg.device, *_flags(cfg)])
     assert config_from_args(Train, args) == cfg
+
+
+def test_base_instance_sits_under_yaml_and_overrides(tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Preset:
+        size: int = 10
+        name: str = "plain"
+        rate: float = 0.5
+
+    yaml_path = tmp_path / "p.yaml"
+    yaml_path.write_text("name: from-yaml\n")
+    cfg = load_config(Preset, yaml_path, {"rate": "0.25"}, base=Preset(size=99, name="preset", rate=0.9))
+    assert cfg == Preset(size=99, name="from-yaml", rate=0.25)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    size: int = param(32, ge=8, help="px")
+    mode: str = param("a", choices=("a", "b"))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+def test_check_fields_validates_direct_construction() -> None:
+    assert _Checked(size=8, mode="b").size == 8
+    with pytest.raises(ValueError, match=r"_Checked.size: expected int >= 8, got 4"):
+        _Checked(size=4)
+    with pytest.raises(ValueError, match=r"_Checked.mode: expected one of 'a', 'b', got 'c'"):
+        _Checked(mode="c")
+    with pytest.raises(TypeError, match=r"_Checked.size: expected int, got 32.0"):
+        _Checked(size=32.0)  # type: ignore[arg-type]
