@@ -39,6 +39,49 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from detect.bench import run_bench
+
+    weights = dict(_parse_weights(item) for item in args.weights or [])
+    run_bench(args.detectors, args.image_size, args.batch_size, args.out, dataset=args.dataset, split=args.split,
+              threads=args.threads, device=args.device, warmup=args.warmup, iterations=args.iterations,
+              weights=weights, max_images=args.max_images)
+    return 0
+
+
+def _parse_weights(item: str) -> tuple[str, Path]:
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"--weights expects NAME=PATH, got {item!r}")
+    return name, Path(path)
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="latency, FPS and (with --dataset) mAP of detectors side by side")
+    p.add_argument("detectors", nargs="+", help="registry names (see 'detect list'), e.g. yolov8n tv_fasterrcnn_resnet50_fpn")
+    p.add_argument("--image-size", type=int, nargs="+", default=[320], help="input sizes (default: 320)")
+    p.add_argument("--batch-size", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+    p.add_argument("--dataset", type=Path, help="score mAP on this dataset (and time its images)")
+    p.add_argument("--split", default=None, help="dataset split (default: train, or the only one)")
+    p.add_argument("--max-images", type=int, help="score on the first N images only")
+    p.add_argument("--weights", action="append", metavar="NAME=PATH", help="local weights for a detector; repeatable")
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--out", type=Path, default=Path("runs/bench"))
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from detect.registry import detector_entry, list_detectors
+
+    for name in list_detectors():
+        entry = detector_entry(name)
+        print(f"{name:45s} {entry.family:12s} {entry.backbone:25s} {'peer' if entry.peer else ''}")
+    return 0
+
+
 def cmd_scenes(args: argparse.Namespace) -> int:
     from classify.config import config_from_args
     from detect.data.build import build_digit_scenes
@@ -94,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True, metavar="WHAT")
     _add_scenes_parser(data)
+
+    _add_bench_parser(sub)
+    sub.add_parser("list", help="list the registered detectors").set_defaults(func=cmd_list)
 
     p = sub.add_parser("demo", help="the main job on the embedded defaults")
     p.add_argument("--out", type=Path, default=Path("data/digit-scenes"))

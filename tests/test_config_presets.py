@@ -1,0 +1,21 @@
+"""Every YAML preset under configs/ loads into its config class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from classify.config import load_config
+from detect.data.scenes import SceneConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CLASSES = {"scenes": SceneConfig}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_preset_loads(path: Path) -> None:
+    kind = next((k for k in CLASSES if path.stem.startswith(k)), None)
+    if kind is None:
+        pytest.fail(f"{path}: no config class is known for this preset; add it to CLASSES")
+    assert isinstance(load_config(CLASSES[kind], path), CLASSES[kind])
