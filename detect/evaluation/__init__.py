@@ -4,24 +4,33 @@ score threshold with a confusion matrix, and one report object that renders them
 Every evaluator follows detectron2's ``DatasetEvaluator`` shape: ``reset()``,
 ``process(targets, outputs)``, ``evaluate() -> dict`` (and ``compute()`` for the full result
 object). Inputs are described in :mod:`detect.evaluation.inputs`.
+
+Names are imported lazily, so ``import detect.evaluation.cli`` (the CLI parser) stays light.
 """
 
-from detect.evaluation.coco import COCOEvaluator, COCOResult
-from detect.evaluation.matching import DetectionMetrics, ThresholdMetrics, box_iou
-from detect.evaluation.report import EvaluationReport, evaluate_all
-from detect.evaluation.voc import VOCClassResult, VOCEvaluator, VOCResult, voc07_ap, voc12_ap
+from __future__ import annotations
 
-__all__ = [
-    "COCOEvaluator",
-    "COCOResult",
-    "DetectionMetrics",
-    "EvaluationReport",
-    "ThresholdMetrics",
-    "VOCClassResult",
-    "VOCEvaluator",
-    "VOCResult",
-    "box_iou",
-    "evaluate_all",
-    "voc07_ap",
-    "voc12_ap",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "COCOEvaluator": "coco",
+    "COCOResult": "coco",
+    "DetectionMetrics": "matching",
+    "ThresholdMetrics": "matching",
+    "EvaluationReport": "report",
+    "evaluate_all": "report",
+    "VOCClassResult": "voc",
+    "VOCEvaluator": "voc",
+    "VOCResult": "voc",
+    "voc07_ap": "voc",
+    "voc12_ap": "voc",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'detect.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"detect.evaluation.{_LAZY[name]}"), name)
