@@ -14,15 +14,15 @@ Layout of the saved dict::
 
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from classify.atomic import atomic_write
 
 FORMAT = "detect-pipeline-checkpoint"
 VERSION = 1
@@ -51,23 +51,13 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], *
                     class_names: list[str] | None = None, metrics: Mapping[str, Any] | None = None,
                     extra: Mapping[str, Any] | None = None) -> Path:
     """Write a checkpoint to ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT, "version": VERSION,
         "model": {k: v.detach().cpu() for k, v in model_state.items()},
         "config": dict(config or {}), "class_names": list(class_names or []),
         "metrics": dict(metrics or {}), "versions": software_versions(), "extra": dict(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:

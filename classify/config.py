@@ -43,7 +43,6 @@ import difflib
 import numbers
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -52,6 +51,8 @@ from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
+
+from classify.atomic import write_text_atomic
 
 __all__ = [
     "Constraints",
@@ -677,16 +678,7 @@ def save_config(cfg: Any, path: str | Path) -> Path:
     text = _dump(data, allow_unicode=True)
     if yaml.load(text, Loader=_Loader) != data:  # PyYAML folds some characters (NEL) when unescaped
         text = _dump(data, allow_unicode=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detect.evaluation.inputs import ImageStore, check_class_names
+from detect.evaluation.inputs import StoredEvaluator
 
 BACKENDS = ("pycocotools", "faster-coco-eval")
 _AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -82,7 +82,7 @@ def _coco_modules(backend: str) -> tuple[type, type]:
     return COCO, COCOeval_faster
 
 
-class COCOEvaluator:
+class COCOEvaluator(StoredEvaluator):
     """COCO-style box evaluator: ``reset() / process(targets, outputs) / evaluate() -> dict``.
 
     Args:
@@ -103,7 +103,7 @@ class COCOEvaluator:
         iou_type: str = "bbox",
         verbose: bool = False,
     ) -> None:
-        self.class_names = check_class_names(class_names)
+        super().__init__(class_names)
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         if iou_type != "bbox":
@@ -119,19 +119,7 @@ class COCOEvaluator:
         self.max_dets = max_dets
         self.iou_type = iou_type
         self.verbose = verbose
-        self._store = ImageStore(len(self.class_names))
 
-    def reset(self) -> None:
-        """Forget every processed image."""
-        self._store.clear()
-
-    def process(self, targets: Sequence[Mapping], outputs: Sequence[Mapping]) -> None:
-        """Add one batch: ``targets[i]``/``outputs[i]`` are one image (see ``detect.evaluation.inputs``)."""
-        self._store.add(targets, outputs)
-
-    def evaluate(self) -> dict:
-        """Run COCOeval on everything processed; see :meth:`COCOResult.to_dict` for the keys."""
-        return self.compute().to_dict()
 
     def compute(self) -> COCOResult:
         """Run COCOeval on everything processed and keep its precision array."""

@@ -254,3 +254,30 @@ class ImageStore:
 def nan_to_none(value: float) -> float | None:
     """``None`` for NaN (JSON has no NaN), the value otherwise."""
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+class StoredEvaluator:
+    """Base of the evaluators: ``reset() / process(targets, outputs) / evaluate() -> dict``.
+
+    Keeps the validated images in an :class:`ImageStore`; subclasses implement ``compute()``,
+    returning a result object with ``to_dict()``.
+    """
+
+    def __init__(self, class_names: Sequence[str]) -> None:
+        self.class_names = check_class_names(class_names)
+        self._store = ImageStore(len(self.class_names))
+
+    def reset(self) -> None:
+        """Forget every processed image."""
+        self._store.clear()
+
+    def process(self, targets: Sequence[Mapping], outputs: Sequence[Mapping]) -> None:
+        """Add one batch: ``targets[i]``/``outputs[i]`` are one image (see this module)."""
+        self._store.add(targets, outputs)
+
+    def compute(self):  # noqa: ANN201 - each subclass returns its own result type
+        raise NotImplementedError
+
+    def evaluate(self) -> dict:
+        """``compute().to_dict()``."""
+        return self.compute().to_dict()

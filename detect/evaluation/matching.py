@@ -29,8 +29,7 @@ import numpy as np
 from detect.evaluation.inputs import (
     ImageDetections,
     ImageGroundTruth,
-    ImageStore,
-    check_class_names,
+    StoredEvaluator,
     check_iou,
     nan_to_none,
 )
@@ -208,7 +207,7 @@ def _f1(p: np.ndarray, r: np.ndarray) -> np.ndarray:
     return f1
 
 
-class DetectionMetrics:
+class DetectionMetrics(StoredEvaluator):
     """Evaluator (``reset / process / evaluate``) for :class:`ThresholdMetrics`.
 
     Args:
@@ -218,22 +217,13 @@ class DetectionMetrics:
     """
 
     def __init__(self, class_names: Sequence[str], score_threshold: float = 0.25, iou_threshold: float = 0.5) -> None:
-        self.class_names = check_class_names(class_names)
+        super().__init__(class_names)
         if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)):
             raise TypeError(f"score_threshold: expected a float, got {type(score_threshold).__name__}")
         if not np.isfinite(score_threshold):
             raise ValueError(f"score_threshold: expected a finite float, got {score_threshold}")
         self.score_threshold = float(score_threshold)
         self.iou_threshold = check_iou(iou_threshold, "iou_threshold")
-        self._store = ImageStore(len(self.class_names))
-
-    def reset(self) -> None:
-        """Forget every processed image."""
-        self._store.clear()
-
-    def process(self, targets: Sequence[Mapping], outputs: Sequence[Mapping]) -> None:
-        """Add one batch: ``targets[i]``/``outputs[i]`` are one image (see ``detect.evaluation.inputs``)."""
-        self._store.add(targets, outputs)
 
     def compute(self) -> ThresholdMetrics:
         """Match every processed image and sum the confusion matrices."""
@@ -246,6 +236,3 @@ class DetectionMetrics:
             matrix += match_image(gt, kept, self.iou_threshold, c)
         return ThresholdMetrics(list(self.class_names), self.score_threshold, self.iou_threshold, matrix)
 
-    def evaluate(self) -> dict:
-        """:meth:`ThresholdMetrics.to_dict` of :meth:`compute`."""
-        return self.compute().to_dict()

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detect.evaluation.inputs import ImageStore, check_class_names, check_iou, nan_to_none
+from detect.evaluation.inputs import StoredEvaluator, check_iou, nan_to_none
 from detect.evaluation.matching import box_iou
 
 # The 11 recall levels of VOC2007, computed as the devkit port does (0.1 * i, so 0.3 is
@@ -171,7 +171,7 @@ class VOCResult:
         return {**{k: nan_to_none(v) for k, v in d.items()}, "per_class": per_class}
 
 
-class VOCEvaluator:
+class VOCEvaluator(StoredEvaluator):
     """Pascal VOC evaluator: ``reset() / process(targets, outputs) / evaluate() -> dict``.
 
     Args:
@@ -184,7 +184,7 @@ class VOCEvaluator:
     def __init__(
         self, class_names: Sequence[str], iou_thresholds: Sequence[float] = (0.5,), use_07_metric: bool = False
     ) -> None:
-        self.class_names = check_class_names(class_names)
+        super().__init__(class_names)
         if isinstance(iou_thresholds, (int, float)):
             iou_thresholds = (iou_thresholds,)
         thresholds = [check_iou(t, "iou_thresholds") for t in iou_thresholds]
@@ -195,19 +195,7 @@ class VOCEvaluator:
             )
         self.iou_thresholds = thresholds
         self.use_07_metric = bool(use_07_metric)
-        self._store = ImageStore(len(self.class_names))
 
-    def reset(self) -> None:
-        """Forget every processed image."""
-        self._store.clear()
-
-    def process(self, targets: Sequence[Mapping], outputs: Sequence[Mapping]) -> None:
-        """Add one batch: ``targets[i]``/``outputs[i]`` are one image (see ``detect.evaluation.inputs``)."""
-        self._store.add(targets, outputs)
-
-    def evaluate(self) -> dict:
-        """:meth:`VOCResult.to_dict` of :meth:`compute`."""
-        return self.compute().to_dict()
 
     def compute(self) -> VOCResult:
         """Per-class AP for every IoU threshold."""

@@ -16,9 +16,9 @@ from detect.evaluation import (
     DetectionMetrics,
     EvaluationReport,
     VOCEvaluator,
-    box_iou,
     evaluate_all,
 )
+from detect.evaluation.matching import box_iou
 
 NAMES = ["cat", "dog"]
 
