@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from detect.data.formats import load_split
 from detect.data.image_io import read_image
 from detect.evaluation.coco import COCOEvaluator
 from detect.evaluation.inference import predict_dataset
-from detect.evaluation.timing import LatencyStats, measure
+from detect.evaluation.timing import LatencyStats, summarize, time_call
 from detect.registry import detector_entry, get_detector
 from detect.structures import DatasetSplit
 
@@ -80,30 +80,48 @@ def _decode(paths: Sequence[Path]) -> list[torch.Tensor]:
     return [read_image(p).float().div_(255) for p in paths]
 
 
-def time_detector(model: nn.Module, paths: Sequence[Path], batch_size: int, device: str,
-                  warmup: int, iterations: int) -> tuple[LatencyStats, LatencyStats]:
-    """(model latency, end-to-end latency) of one batch made of the first ``batch_size`` paths."""
-    batch_paths = [paths[i % len(paths)] for i in range(batch_size)]
+def _timed_calls(model: nn.Module, batch_paths: Sequence[Path], device: str) -> dict[str, Callable[[], object]]:
+    """The two measured calls of one detector: on decoded images, and from the files."""
     images = [im.to(device) for im in _decode(batch_paths)]
-    model_stats = measure(lambda: model(images), batch_size=batch_size, warmup=warmup,
-                          iterations=iterations, device=device)
-    e2e_stats = measure(lambda: model([im.to(device) for im in _decode(batch_paths)]), batch_size=batch_size,
-                        warmup=warmup, iterations=iterations, device=device)
-    return model_stats, e2e_stats
+    return {"model": lambda: model(images),
+            "e2e": lambda: model([im.to(device) for im in _decode(batch_paths)])}
 
 
-def bench(detectors: Iterable[str], image_sizes: Iterable[int], batch_sizes: Iterable[int], paths: Sequence[Path],
+def time_interleaved(models: dict[str, nn.Module], batch_paths: Sequence[Path], device: str, warmup: int,
+                     iterations: int) -> dict[str, tuple[LatencyStats, LatencyStats]]:
+    """(model, e2e) latency of each detector, timed round-robin.
+
+    Each round times every detector once, so a slow spell of a shared machine hits all of them
+    alike and the ratios between rows stay meaningful.
+    """
+    calls = {name: _timed_calls(model, batch_paths, device) for name, model in models.items()}
+    samples: dict[str, dict[str, list[float]]] = {name: {"model": [], "e2e": []} for name in models}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for fns in calls.values():
+                fns["model"]()
+        for _ in range(iterations):
+            for name, fns in calls.items():
+                for kind, fn in fns.items():
+                    samples[name][kind].append(time_call(fn, device))
+    batch = len(batch_paths)
+    return {name: (summarize(s["model"], batch), summarize(s["e2e"], batch)) for name, s in samples.items()}
+
+
+def bench(detectors: Sequence[str], image_sizes: Iterable[int], batch_sizes: Iterable[int], paths: Sequence[Path],
           num_classes: int, device: str = "cpu", warmup: int = 3, iterations: int = 10,
           weights: dict[str, Path] | None = None, progress: bool = True) -> list[BenchRow]:
-    """Time every (detector, image size, batch size) on the images at ``paths``."""
+    """Time every detector at every (image size, batch size) on the images at ``paths``."""
     from tqdm import tqdm
 
-    jobs = [(d, s, b) for d in detectors for s in image_sizes for b in batch_sizes]
     rows = []
-    for name, size, batch in tqdm(jobs, desc="bench", disable=not progress):
-        model = build_for_bench(name, num_classes, size, device, (weights or {}).get(name))
-        model_stats, e2e_stats = time_detector(model, paths, batch, device, warmup, iterations)
-        rows.append(BenchRow(name, detector_entry(name).backbone, size, batch, model_stats, e2e_stats))
+    for size in tqdm(list(image_sizes), desc="bench sizes", disable=not progress):
+        models = {name: build_for_bench(name, num_classes, size, device, (weights or {}).get(name))
+                  for name in detectors}
+        for batch in batch_sizes:
+            batch_paths = [paths[i % len(paths)] for i in range(batch)]
+            stats = time_interleaved(models, batch_paths, device, warmup, iterations)
+            rows += [BenchRow(name, detector_entry(name).backbone, size, batch, *stats[name]) for name in detectors]
     return rows
 
 

@@ -56,6 +56,14 @@ def summarize(samples_ms: list[float], batch_size: int) -> LatencyStats:
                         percentile(samples_ms, 90), statistics.fmean(samples_ms), min(samples_ms))
 
 
+def time_call(fn: Callable[[], object], device: torch.device | str = "cpu") -> float:
+    """Milliseconds one call of ``fn`` takes, the device synchronised before the clock is read."""
+    t0 = time.perf_counter()
+    fn()
+    synchronize(device)
+    return (time.perf_counter() - t0) * 1000.0
+
+
 def measure(fn: Callable[[], object], *, batch_size: int, warmup: int = 3, iterations: int = 20,
             min_seconds: float = 0.0, device: torch.device | str = "cpu") -> LatencyStats:
     """Time ``fn()`` (one batch of ``batch_size`` images) after ``warmup`` untimed calls.
@@ -71,8 +79,5 @@ def measure(fn: Callable[[], object], *, batch_size: int, warmup: int = 3, itera
         samples: list[float] = []
         started = time.perf_counter()
         while len(samples) < iterations or time.perf_counter() - started < min_seconds:
-            t0 = time.perf_counter()
-            fn()
-            synchronize(device)
-            samples.append((time.perf_counter() - t0) * 1000.0)
+            samples.append(time_call(fn, device))
     return summarize(samples, batch_size)

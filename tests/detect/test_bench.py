@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from detect.bench import BenchRow, markdown_table, run_bench
+import torch
+
+from detect.bench import BenchRow, markdown_table, run_bench, synthetic_images, time_interleaved
 from detect.data.build import build_digit_scenes
 from detect.data.scenes import scene_config
 from detect.evaluation.timing import summarize
@@ -56,3 +58,23 @@ def test_bench_cli_errors_are_one_line(args: list[str], message: str, tmp_path: 
     result = subprocess.run([sys.executable, "-m", "detect", "bench", *args, "--out", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+class _Recorder(torch.nn.Module):
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__()
+        self.name, self.log = name, log
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict]:
+        self.log.append(f"{self.name}:{len(images)}")
+        return []
+
+
+def test_interleaved_timing_is_round_robin(tmp_path: Path) -> None:
+    paths = synthetic_images(tmp_path, 2, 16)
+    log: list[str] = []
+    models = {"a": _Recorder("a", log), "b": _Recorder("b", log)}
+    stats = time_interleaved(models, paths, "cpu", warmup=1, iterations=3)
+    assert log[:2] == ["a:2", "b:2"]  # warm-up
+    assert log[2:] == ["a:2", "a:2", "b:2", "b:2"] * 3  # model then e2e, detector after detector, per round
+    assert all(s.iterations == 3 and s.batch_size == 2 for pair in stats.values() for s in pair)
