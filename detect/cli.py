@@ -13,6 +13,7 @@ from pathlib import Path
 from classify.cli_parser import SuggestingParser
 from detect.data.problems import DatasetError
 from detect.evaluation.cli import add_eval_parser
+from detect.train_cli import add_train_parser
 
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_bench_parser(sub)
     add_eval_parser(sub)
+    add_train_parser(sub)
     sub.add_parser("list", help="list the registered detectors").set_defaults(func=cmd_list)
 
     p = sub.add_parser("demo", help="the main job on the embedded defaults")

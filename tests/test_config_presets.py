@@ -8,9 +8,10 @@ import pytest
 
 from classify.config import load_config
 from detect.data.scenes import SceneConfig
+from detect.train_config import DetectTrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-CLASSES = {"scenes": SceneConfig}
+CLASSES = {"scenes": SceneConfig, "train": DetectTrainConfig}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
