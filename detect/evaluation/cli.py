@@ -5,6 +5,7 @@ Examples::
     detect eval data/digit-scenes/coco --split val --predictions runs/predict/results.json
     detect eval data/digit-scenes/yolo/data.yaml --split val --predictions runs/detect/predict/labels
     detect eval data/digit-scenes/coco --split val --model yolov8n --weights best.pt --image-size 320
+    detect eval data/digit-scenes/coco --split test --checkpoint runs/detect/quick/best.pt
     detect eval GT --predictions results.json --backend faster-coco-eval --compare-ultralytics
 
 ``add_eval_parser(subparsers)`` adds the verb to the ``detect`` parser; ``python -m
@@ -30,6 +31,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         fmt=args.format,
         predictions=args.predictions,
         model=args.model,
+        checkpoint=args.checkpoint,
         weights=args.weights,
         image_size=args.image_size,
         out_dir=args.out,
@@ -60,6 +62,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     source.add_argument("--predictions", type=Path, metavar="PATH",
                         help="COCO results .json, or a folder of YOLO <image stem>.txt (save_txt + save_conf)")
     source.add_argument("--model", metavar="NAME", help="registry detector to run over the split (see detect.registry)")
+    source.add_argument("--checkpoint", type=Path, metavar="PATH",
+                        help="a checkpoint written by 'detect train' (best.pt/last.pt), run over the split")
     p.add_argument("--predictions-format", choices=["coco", "yolo"], help="format of --predictions (default: detected)")
     p.add_argument("--weights", type=Path, metavar="PATH", help="local weights for --model (nothing is downloaded)")
     p.add_argument("--image-size", type=int, metavar="N", help="input size for --model")

@@ -49,9 +49,13 @@ def load_ground_truth(gt: Path, split: str | None, fmt: str | None) -> DatasetSp
     return data
 
 
-def _check_source(predictions: Path | None, model: str | None, weights: Path | None, image_size: int | None) -> None:
-    if (predictions is None) == (model is None):
-        raise ValueError("expected exactly one source of detections: a predictions file/folder or a model name")
+def _check_source(predictions: Path | None, model: str | None, weights: Path | None, image_size: int | None,
+                  checkpoint: Path | None = None) -> None:
+    if sum(x is not None for x in (predictions, model, checkpoint)) != 1:
+        raise ValueError("expected exactly one source of detections: a predictions file/folder, a model name "
+                         "or a checkpoint")
+    if checkpoint is not None and (weights is not None or image_size is not None):
+        raise ValueError("--weights and --image-size go with --model; a checkpoint carries its own")
     if predictions is not None and (weights is not None or image_size is not None):
         raise ValueError("--weights and --image-size go with --model, not with --predictions")
     if weights is not None and not Path(weights).is_file():
@@ -83,6 +87,19 @@ def predict_with_model(data: DatasetSplit, model: str, weights: Path | None, ima
     return predict_dataset(net, DetectionDataset(data), batch_size=batch_size, device=device)
 
 
+def predict_with_checkpoint(data: DatasetSplit, checkpoint: Path, device: str,
+                            batch_size: int) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
+    """Rebuild the detector saved by ``detect train`` and run it over every image of ``data``."""
+    from detect.evaluation.inference import predict_dataset
+    from detect.loading import load_detector
+
+    net, names = load_detector(checkpoint, _check_device(device))
+    if list(names) != list(data.class_names):
+        raise ValueError(f"{checkpoint} was trained on classes {_short(names)}, but the ground truth has "
+                         f"{_short(data.class_names)}")
+    return predict_dataset(net, DetectionDataset(data), batch_size=batch_size, device=device)
+
+
 def _check_model_classes(net: torch.nn.Module, class_names: list[str], model: str) -> None:
     names = getattr(net, "class_names", None)
     if names is None:
@@ -108,6 +125,7 @@ def run_evaluation(
     weights: Path | None = None,
     image_size: int | None = None,
     out_dir: Path = Path("runs/eval"),
+    checkpoint: Path | None = None,
     backend: str = "pycocotools",
     iou: float = 0.5,
     score_threshold: float = 0.25,
@@ -131,11 +149,12 @@ def run_evaluation(
         iou, score_threshold: operating point of P/R/F1 and the confusion matrix (not of mAP).
         compare_ultralytics: also compute ultralytics' metrics on the same detections.
         num_examples: images drawn in ``examples.png`` (0: no examples file).
-        device, batch_size: inference settings with ``model``.
+        checkpoint: a ``detect train`` checkpoint, run over the split instead of ``predictions``.
+        device, batch_size: inference settings with ``model`` or ``checkpoint``.
         predictions_format: ``coco`` or ``yolo`` (default: detected from ``predictions``).
         console: a ``rich`` console for the tables (default: a new one on stdout).
     """
-    _check_source(predictions, model, weights, image_size)
+    _check_source(predictions, model, weights, image_size, checkpoint)
     if batch_size <= 0:
         raise ValueError(f"batch size: expected a positive integer, got {batch_size}")
     if num_examples < 0:
@@ -144,6 +163,8 @@ def run_evaluation(
     if predictions is not None:
         outputs = read_results(data, Path(predictions), predictions_format)
         targets = [target_from_record(r) for r in data.images]
+    elif checkpoint is not None:
+        targets, outputs = predict_with_checkpoint(data, Path(checkpoint), device, batch_size)
     else:
         targets, outputs = predict_with_model(data, model, weights, image_size, device, batch_size)
     report = evaluate_all(data.class_names, targets, outputs, score_threshold=score_threshold, iou=iou, backend=backend)
@@ -152,7 +173,7 @@ def run_evaluation(
         from detect.evaluation.ultralytics_compare import compare_with_ultralytics
 
         comparison = compare_with_ultralytics(report, targets, outputs)
-    source = _source(gt, data, predictions, model, weights)
+    source = _source(gt, data, predictions, model or (str(checkpoint) if checkpoint else None), weights)
     written = write_outputs(report, data, outputs, Path(out_dir), source, comparison, num_examples)
     _print(report, comparison, written, console)
     return report

@@ -235,7 +235,7 @@ def test_config_checks_and_detector_kwargs_parsing(tmp_path: Path) -> None:
 
 
 def run_cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "detect.train_cli", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "detect", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -283,3 +283,16 @@ def test_cuda_amp_training_resumes_and_reports(tiny: Path, tmp_path: Path) -> No
     assert all(math.isfinite(r["loss"]) for r in result.history)
     model, _ = load_detector(result.best, "cuda")
     assert next(model.parameters()).is_cuda
+
+
+def test_detect_eval_runs_a_training_checkpoint(run, tiny: Path, tmp_path: Path) -> None:
+    config, result = run
+    out = tmp_path / "eval"
+    done = run_cli("eval", tiny, "--split", "test", "--checkpoint", result.run_dir / "best.pt", "--out", out,
+                   "--examples", "1")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    again = json.loads((result.run_dir / "metrics.json").read_text())  # fit's own test report, same weights
+    assert metrics["coco"]["AP"] == pytest.approx(again["coco"]["AP"], abs=1e-12)
+    wrong = run_cli("eval", tiny, "--checkpoint", result.run_dir / "best.pt", "--image-size", 64, "--out", out)
+    assert wrong.returncode == 2 and "a checkpoint carries its own" in wrong.stderr
