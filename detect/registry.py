@@ -41,6 +41,7 @@ def register_detector(name: str, *, family: str, backbone: str, peer: bool = Fal
 
 
 def _load_builtin() -> None:
+    import detect.faster_rcnn  # noqa: F401  (registers faster_rcnn and its torchvision variants)
     import detect.peers  # noqa: F401  (registers the peer detectors)
 
 

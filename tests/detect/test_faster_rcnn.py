@@ -1,0 +1,277 @@
+"""Faster R-CNN on every usable zoo backbone: build, train step, eval format, target checks, weights."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+from classify import get_model, get_model_entry
+from classify.checkpoint import save_checkpoint
+from detect.anchors import fit_anchor_sizes
+from detect.backbone import usable_backbones
+from detect.faster_rcnn import FasterRCNN, build_from_config, faster_rcnn
+from detect.registry import detector_entry, get_detector, list_detectors
+
+LOSS_KEYS = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+#: small RPN / RoI settings so that a train step on tiny images stays cheap
+SMALL = dict(rpn_batch_size_per_image=32, box_batch_size_per_image=16, rpn_pre_nms_top_n_train=64,
+             rpn_post_nms_top_n_train=32, rpn_pre_nms_top_n_test=32, rpn_post_nms_top_n_test=16,
+             representation_size=32, out_channels=32, box_score_thresh=0.0)
+HEAVY = ("alexnet", "zfnet", "vgg", "inception", "densenet201", "resnet152", "convnext")
+NUM_CLASSES = 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread() -> Iterator[None]:
+    """One intra-op thread: on 2 cores shared with other jobs, 2 OpenMP threads per tiny op cost
+    many times more wall time than one (as in tests/classify/conftest.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cases() -> list:
+    cases = []
+    for name in usable_backbones():
+        marks = [pytest.mark.slow] if name.startswith(HEAVY) else []
+        cases += [pytest.param(name, fpn, marks=marks, id=f"{name}-{'fpn' if fpn else 'c4'}")
+                  for fpn in (True, False)]
+    return cases
+
+
+def _images(size: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.rand(3, size, size + 8, generator=g), torch.rand(3, size + 16, size, generator=g)]
+
+
+def _targets() -> list[dict[str, torch.Tensor]]:
+    return [
+        {"boxes": torch.tensor([[2.0, 3.0, 30.0, 40.0]]), "labels": torch.tensor([1]),
+         "image_id": torch.tensor(7)},
+        {"boxes": torch.tensor([[10.0, 10.0, 50.0, 40.0], [0.0, 0.0, 20.0, 20.0]]),
+         "labels": torch.tensor([0, 2]), "image_id": torch.tensor(8)},
+    ]
+
+
+def _small(backbone: str = "resnet18", fpn: bool = True, size: int = 64, **kw) -> FasterRCNN:
+    torch.manual_seed(0)
+    return get_detector("faster_rcnn", backbone=backbone, fpn=fpn, num_classes=NUM_CLASSES,
+                        image_size=size, **{**SMALL, **kw})
+
+
+@pytest.mark.parametrize(("backbone", "fpn"), _cases())
+def test_every_backbone_trains_and_predicts(backbone: str, fpn: bool) -> None:
+    size = max(64, get_model_entry(backbone).min_input_size)
+    model = _small(backbone, fpn, size)
+    images = _images(size)
+    losses = model.train()(images, _targets())
+    assert set(losses) == LOSS_KEYS
+    assert all(math.isfinite(v.item()) for v in losses.values())
+    sum(losses.values()).backward()
+    head = model.roi_heads.box_predictor.cls_score.weight
+    assert head.grad is not None and torch.isfinite(head.grad).all()
+
+    with torch.no_grad():
+        outputs = model.eval()(images)
+    assert len(outputs) == 2
+    for image, out in zip(images, outputs):
+        assert set(out) == {"boxes", "scores", "labels"}
+        n = len(out["scores"])
+        assert out["boxes"].shape == (n, 4) and out["labels"].shape == (n,)
+        assert out["boxes"].dtype == torch.float32 and out["labels"].dtype == torch.int64
+        h, w = image.shape[1:]
+        boxes = out["boxes"]
+        assert (boxes >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+        assert (boxes[:, :2] <= boxes[:, 2:]).all()
+        assert ((out["labels"] >= 0) & (out["labels"] < NUM_CLASSES)).all()
+
+
+# -- anchors and levels follow feature_info -----------------------------------------------------
+@pytest.mark.parametrize(("backbone", "strides"), [
+    ("resnet18", [4, 8, 16, 32, 64]), ("mobilenet_v3_large", [4, 8, 16, 32, 64])])
+def test_fpn_anchors_follow_strides(backbone: str, strides: list[int]) -> None:
+    model = _small(backbone)
+    assert [f.stride for f in model.backbone.feature_info] == strides
+    assert model.rpn.anchor_generator.sizes == tuple((8 * s,) for s in strides)
+    assert model.rpn.anchor_generator.aspect_ratios == ((0.5, 1.0, 2.0),) * 5
+    assert model.rpn.head.cls_logits.out_channels == 3
+    pooled = model.roi_heads.box_roi_pool.featmap_names
+    assert pooled == [f.name for f in model.backbone.feature_info[:-1]]  # not the "pool" map
+    images = model.transform(_images(64))[0]
+    feats = model.backbone(images.tensors)
+    anchors = model.rpn.anchor_generator(images, list(feats.values()))
+    cells = sum(f.shape[-2] * f.shape[-1] for f in feats.values())
+    assert anchors[0].shape == (cells * 3, 4)
+
+
+def test_c4_anchors_several_sizes_on_one_level() -> None:
+    model = _small("mobilenet_v3_large", fpn=False)
+    assert [(f.name, f.stride) for f in model.backbone.feature_info] == [("features.12", 16)]
+    assert model.rpn.anchor_generator.sizes == ((32, 64, 128, 256, 512),)
+    assert model.rpn.head.cls_logits.out_channels == 15
+    assert model.roi_heads.box_roi_pool.featmap_names == ["features.12"]
+
+
+def test_custom_and_fitted_anchor_sizes() -> None:
+    boxes = torch.tensor([[0.0, 0, 8, 8], [0, 0, 16, 16], [0, 0, 24, 24], [0, 0, 40, 40],
+                          [0, 0, 64, 64]])
+    sizes = fit_anchor_sizes(boxes, num_levels=5)
+    model = _small(anchor_sizes=sizes, aspect_ratios=(1.0,))
+    # sqrt(area) quantiles at 0.1, 0.3, ..., 0.9: 11.2, 17.6, 24, 36.8, 54.4
+    assert model.rpn.anchor_generator.sizes == sizes == ((11,), (18,), (24,), (37,), (54,))
+    assert model.rpn.head.cls_logits.out_channels == 1
+    with pytest.raises(ValueError, match="one entry per pyramid level, 5 levels"):
+        _small(anchor_sizes=(32, 64))
+
+
+# -- empty and invalid targets ------------------------------------------------------------------
+@pytest.mark.parametrize("fpn", [True, False])
+def test_images_without_objects_train(fpn: bool) -> None:
+    model = _small(fpn=fpn).train()
+    empty = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}] * 2
+    losses = model(_images(64), empty)
+    assert losses["loss_box_reg"].item() == 0.0 and losses["loss_rpn_box_reg"].item() == 0.0
+    assert all(math.isfinite(v.item()) for v in losses.values())
+    assert losses["loss_classifier"].item() > 0 and losses["loss_objectness"].item() > 0
+    sum(losses.values()).backward()
+
+
+def _with(index: int, **changes: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    targets = _targets()
+    targets[index] = {**targets[index], **changes}
+    return targets
+
+
+@pytest.mark.parametrize(("targets", "error", "message"), [
+    (_with(1, boxes=torch.tensor([[10.0, 10, 50, 40], [30, 0, 20, 20]])), ValueError,
+     r"targets\[1\] \(image_id 8\): box 1 \[30.0, 0.0, 20.0, 20.0\] has x2 <= x1"),
+    (_with(0, boxes=torch.tensor([[2.0, 40, 30, 40]])), ValueError,
+     r"targets\[0\] \(image_id 7\): box 0 .* has y2 <= y1"),
+    (_with(1, labels=torch.tensor([0, 3])), ValueError,
+     r"targets\[1\] \(image_id 8\): object 1 has label 3, expected 0-based labels in \[0, 2\]"),
+    (_with(0, labels=torch.tensor([-1])), ValueError, r"object 0 has label -1"),
+    (_with(0, labels=torch.tensor([1.0])), TypeError, r"targets\[0\].*labels must be an int64"),
+    (_with(0, boxes=torch.tensor([[2, 3, 30, 40]])), TypeError, r"boxes must be a float Tensor"),
+    (_with(0, boxes=torch.tensor([[2.0, 3, 30]])), ValueError, r"boxes must have shape \[N, 4\]"),
+    (_with(1, labels=torch.tensor([0])), ValueError, r"labels must have shape \[2\]"),
+    ([{"boxes": torch.zeros(0, 4)}] * 2, ValueError,
+     r"targets\[0\]: expected a dict with 'boxes' and 'labels'"),
+    (_targets()[:1], ValueError, r"expected a list of 2 dicts"),
+])
+def test_invalid_targets_raise_clear_errors(targets, error, message) -> None:
+    model = _small().train()
+    with pytest.raises(error, match=message):
+        model(_images(64), targets)
+
+
+def test_invalid_images_and_missing_targets() -> None:
+    model = _small()
+    with pytest.raises(ValueError, match="needs targets"):
+        model.train()(_images(64))
+    with pytest.raises(ValueError, match=r"images\[1\]: expected Tensor\[3, H, W\]"):
+        model.eval()([torch.rand(3, 32, 32), torch.rand(1, 32, 32)])
+    with pytest.raises(TypeError, match="list of Tensor"):
+        model.eval()(torch.rand(2, 3, 32, 32))
+
+
+# -- label boundary, options, registry ----------------------------------------------------------
+def test_labels_are_shifted_at_the_torchvision_boundary() -> None:
+    model = _small().eval()
+    images = _images(64)
+    with torch.no_grad():
+        ours = model(images)
+        theirs = GeneralizedRCNN.forward(model, images)  # torchvision's 1-based labels
+    assert sum(len(o["labels"]) for o in ours) > 0
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a["labels"], b["labels"] - 1) and torch.equal(a["boxes"], b["boxes"])
+    assert model.roi_heads.box_predictor.cls_score.out_features == NUM_CLASSES + 1
+
+
+def test_options_reach_the_parts_and_unknown_options_fail() -> None:
+    model = _small(box_detections_per_img=7, box_nms_thresh=0.3, rpn_nms_thresh=0.6,
+                   box_batch_size_per_image=8, representation_size=16, box_head="conv",
+                   rpn_conv_depth=2, fpn_norm="bn", image_mean=(0.5, 0.5, 0.5))
+    heads = model.roi_heads
+    assert (heads.detections_per_img, heads.nms_thresh) == (7, 0.3)
+    assert heads.fg_bg_sampler.batch_size_per_image == 8
+    assert heads.box_predictor.cls_score.in_features == 16 and len(model.rpn.head.conv) == 2
+    assert model.rpn.nms_thresh == 0.6 and model.transform.image_mean == [0.5, 0.5, 0.5]
+    assert (model.transform.min_size, model.transform.max_size) == ((64,), 64)
+    assert model.config["backbone"] == "resnet18" and model.config["box_detections_per_img"] == 7
+    with pytest.raises(ValueError,
+                       match="unknown option 'box_detections_per_image'.*'box_detections_per_img'"):
+        _small(box_detections_per_image=5)
+    with pytest.raises(ValueError, match="box_head must be one of"):
+        _small(box_head="res5")
+
+
+def test_normalisation_comes_from_the_backbone_entry() -> None:
+    model = _small("efficientnet_lite0")
+    entry = get_model_entry("efficientnet_lite0")
+    assert model.transform.image_mean == list(entry.mean) == [0.5, 0.5, 0.5]
+    assert model.transform.image_std == list(entry.std)
+
+
+def test_registry_entries() -> None:
+    names = list_detectors()
+    for name in ("faster_rcnn", "faster_rcnn_resnet50_fpn", "faster_rcnn_resnet50_fpn_v2",
+                 "faster_rcnn_mobilenet_v3_large_fpn", "faster_rcnn_mobilenet_v3_large_320_fpn"):
+        assert name in names and detector_entry(name).family == "faster_rcnn"
+        assert not detector_entry(name).peer
+    assert detector_entry("faster_rcnn_mobilenet_v3_large_320_fpn").backbone == "mobilenet_v3_large-fpn"
+
+
+# -- weights ------------------------------------------------------------------------------------
+def test_detector_checkpoint_round_trip(tmp_path) -> None:
+    model = _small().eval()
+    path = save_checkpoint(tmp_path / "det.pt", model.state_dict(), config=model.config,
+                           class_names=["a", "b", "c"])
+    loaded = get_detector("faster_rcnn", backbone="resnet18", weights=path, image_size=64,
+                          **SMALL).eval()
+    assert loaded.num_classes == 3 and loaded.class_names == ["a", "b", "c"]
+    images = _images(64)
+    with torch.no_grad():
+        for a, b in zip(model(images), loaded(images)):
+            assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+
+    finetune = get_detector("faster_rcnn", backbone="resnet18", weights=path, num_classes=5,
+                            image_size=64, **SMALL)
+    assert finetune.class_names is None and finetune.roi_heads.box_predictor.cls_score.out_features == 6
+    assert torch.equal(finetune.rpn.head.conv[0][0].weight, model.rpn.head.conv[0][0].weight)
+
+    with pytest.raises(ValueError, match=r"weights do not fit.*missing keys"):
+        get_detector("faster_rcnn", backbone="resnet18", fpn=False, weights=path, **SMALL)
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        get_detector("faster_rcnn", weights=tmp_path / "nothing.pt")
+
+
+def test_backbone_weights_freeze_like_torchvision(tmp_path) -> None:
+    classifier = get_model("resnet18", num_classes=10)
+    path = save_checkpoint(tmp_path / "cls.pt", classifier.state_dict(), config={"model": "resnet18"})
+    model = faster_rcnn("resnet18", num_classes=2, backbone_weights=path, image_size=64, **SMALL)
+    body = model.backbone.body.body
+    assert torch.equal(body.layer3[0].conv1.weight, classifier.body.layer3[0].conv1.weight)
+    assert type(body.bn1).__name__ == "FrozenBatchNorm2d"  # frozen_bn defaults to True here
+    assert not body.conv1.weight.requires_grad and not body.layer1[0].conv1.weight.requires_grad
+    assert body.layer2[0].conv1.weight.requires_grad  # trainable_layers defaults to 3
+    assert model.config["trainable_layers"] == 3
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [
+    ("faster_rcnn", dict(backbone="mobilenet_v3_small", fpn=False, num_classes=4, image_size=64,
+                         anchor_sizes=((16, 32, 64),), **SMALL)),
+    ("faster_rcnn_mobilenet_v3_large_320_fpn", dict(num_classes=2, rpn_post_nms_top_n_test=50)),
+])
+def test_config_is_plain_and_rebuilds_the_architecture(name: str, kwargs: dict) -> None:
+    model = get_detector(name, **kwargs)
+    config = json.loads(json.dumps(model.config))  # plain JSON / YAML values only
+    rebuilt = build_from_config(config)
+    assert rebuilt.config == model.config
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()}
