@@ -1,4 +1,4 @@
-"""Test-wide guards: no test may open a network connection."""
+"""Test-wide settings: one torch thread per test process; no test may open a network connection."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import os
 import socket
 
 import pytest
+import torch
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+# pytest-xdist runs one worker per core: a second intra-op thread per worker only oversubscribes
+# the cores (tiny convolutions then run many times slower).
+torch.set_num_threads(1)
 
 
 class NetworkAccessError(RuntimeError):
