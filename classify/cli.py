@@ -176,11 +176,14 @@ def _add_viz(sub: argparse._SubParsersAction) -> None:
 # -- wiring ----------------------------------------------------------------------------------
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
-    """Add the inspection verbs (``list``, ``summary``, ``filters``, ``viz``) to ``sub``."""
+    """Add the inspection verbs (``list``, ``summary``, ``filters``, ``viz``) and ``train``/``eval``."""
+    from classify.train_cli import add_training_parsers
+
     _add_list(sub)
     _add_summary(sub)
     _add_filters(sub)
     _add_viz(sub)
+    add_training_parsers(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,15 @@ def _option_strings(parser: argparse.ArgumentParser) -> Iterator[str]:
 
 
 class SuggestingParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` that answers ``--lrr`` with "did you mean --lr?"."""
+    """``argparse.ArgumentParser`` that answers ``--lrr`` with "did you mean --lr?".
+
+    Abbreviated flags are refused (``allow_abbrev=False``): a prefix such as ``--freeze-backbon``
+    silently meaning ``--freeze-backbone`` would start a run the user did not ask for.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "

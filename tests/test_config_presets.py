@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from classify.config import load_config
+from classify.train_config import TrainConfig
 from detect.data.scenes import SceneConfig
 from detect.train_config import DetectTrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-CLASSES = {"scenes": SceneConfig, "train": DetectTrainConfig}
+CLASSES = {"scenes": SceneConfig, "train": DetectTrainConfig, "classify": TrainConfig}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
