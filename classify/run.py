@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from classify.augment import Augment, BatchTransform
 from classify.checkpoint import Checkpoint, save_checkpoint
 from classify.config import config_to_dict, load_config
+from classify.device import resolve_device
 from classify.data import DataSplits, default_hflip, load_data, make_loader
 from classify.features import Backbone
 from classify.metrics import EvalResult
@@ -47,16 +48,6 @@ Log = Callable[[str], None]
 
 
 # ----------------------------------------------------------------------------- devices, precision
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> cuda if available, else cpu; other names as given (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: CUDA is not available on this machine; use cpu or auto")
-    return device
 
 
 @dataclass

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from classify.checkpoint import load_checkpoint, save_checkpoint
 from classify.config import config_to_dict, save_config
+from classify.device import resolve_device
 from detect.engine import evaluate, train_one_epoch
 from detect.history import metric_row, plot_curves, write_history
 from detect.loading import build_detector, load_detector
@@ -103,21 +104,6 @@ def log(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------- set-up
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else must be a usable torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r} ({exc})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}")
-    return device
 
 
 def _build(config: DetectTrainConfig) -> _Run:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from classify.device import resolve_device
 from detect.data.dataset import DetectionDataset, target_from_record
 from detect.data.files import write_text_atomic
 from detect.data.formats import available_splits, detect_format, load_split
@@ -64,23 +65,13 @@ def _check_source(predictions: Path | None, model: str | None, weights: Path | N
         raise ValueError(f"image size: expected a positive number of pixels, got {image_size}")
 
 
-def _check_device(device: str) -> str:
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r} ({e})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-    return device
-
-
 def predict_with_model(data: DatasetSplit, model: str, weights: Path | None, image_size: int | None,
                        device: str, batch_size: int) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
     """Build registry model ``model`` for ``data``'s classes and run it over every image."""
     from detect.evaluation.inference import predict_dataset
     from detect.registry import get_detector
 
-    _check_device(device)
+    resolve_device(device)
     net = get_detector(model, num_classes=len(data.class_names), image_size=image_size, weights=weights)
     _check_model_classes(net, data.class_names, model)
     net.to(device)
@@ -93,7 +84,7 @@ def predict_with_checkpoint(data: DatasetSplit, checkpoint: Path, device: str,
     from detect.evaluation.inference import predict_dataset
     from detect.loading import load_detector
 
-    net, names = load_detector(checkpoint, _check_device(device))
+    net, names = load_detector(checkpoint, resolve_device(device))
     if list(names) != list(data.class_names):
         raise ValueError(f"{checkpoint} was trained on classes {_short(names)}, but the ground truth has "
                          f"{_short(data.class_names)}")

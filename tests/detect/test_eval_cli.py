@@ -222,7 +222,7 @@ def test_model_with_other_class_count_is_refused(whole_image_split: Path, tmp_pa
 
 def test_unusable_device_is_refused(whole_image_split: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("detect.registry.get_detector", lambda name, **kw: WholeImageDetector(2))
-    with pytest.raises(ValueError, match="device: expected 'cpu', 'cuda' or 'cuda:N', got 'gpu0'"):
+    with pytest.raises(ValueError, match="device: expected auto, cpu, cuda or cuda:N, got 'gpu0'"):
         run_evaluation(whole_image_split, model="fake", out_dir=tmp_path / "e", device="gpu0")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not available here"):
