@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torchvision.models as tvm
@@ -17,16 +15,6 @@ from detect.anchors import anchor_sizes_for, fit_anchor_sizes, normalize_anchor_
 from detect.backbone import (
     BackboneC4, BackboneWithFPN, build_backbone, freeze_batchnorm, select_c4_level,
     select_fpn_levels, usable_backbones)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: on 2 cores shared with other jobs, 2 OpenMP threads per tiny op cost
-    many times more wall time than one (as in tests/classify/conftest.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _randomize(model: nn.Module, seed: int = 0) -> None:

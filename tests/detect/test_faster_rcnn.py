@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -24,16 +23,6 @@ SMALL = dict(rpn_batch_size_per_image=32, box_batch_size_per_image=16, rpn_pre_n
              representation_size=32, out_channels=32, box_score_thresh=0.0)
 HEAVY = ("alexnet", "zfnet", "vgg", "inception", "densenet201", "resnet152", "convnext")
 NUM_CLASSES = 3
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: on 2 cores shared with other jobs, 2 OpenMP threads per tiny op cost
-    many times more wall time than one (as in tests/classify/conftest.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _cases() -> list:

@@ -8,8 +8,6 @@ training losses (same seed) must match to 1e-5.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torchvision.models.detection as tvd
@@ -36,16 +34,6 @@ VARIANTS = [
     pytest.param("fasterrcnn_resnet50_fpn", id="resnet50_fpn", marks=pytest.mark.slow),
     pytest.param("fasterrcnn_resnet50_fpn_v2", id="resnet50_fpn_v2", marks=pytest.mark.slow),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: on 2 cores shared with other jobs, 2 OpenMP threads per tiny op cost
-    many times more wall time than one (as in tests/classify/conftest.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def perturb(model: nn.Module, seed: int = 0) -> None:
