@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from detect.data.collate import detection_collate
+from detect.evaluation.timing import synchronize
 from detect.optim import ModelEMA
 
 Batch = tuple[Sequence[Tensor], Sequence[Mapping[str, Any]]]
@@ -156,11 +157,6 @@ def train_one_epoch(
     return {**meter.means(), "lr": lr, "iterations": done}
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.inference_mode()
 def predict_batches(model: nn.Module, loader: Iterable[Batch], device: torch.device | str, amp: bool = False,
                     progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Tensor]], dict[str, float]]:
@@ -177,11 +173,11 @@ def predict_batches(model: nn.Module, loader: Iterable[Batch], device: torch.dev
     for i, (images, batch_targets) in enumerate(tqdm(loader, desc="eval", unit="batch", disable=not progress,
                                                      leave=False)):
         images = [im.to(device, non_blocking=True) for im in images]
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         with _autocast(device, amp):
             batch_out = model(images)
-        _synchronize(device)
+        synchronize(device)
         if i > 0 or len(loader) == 1:  # type: ignore[arg-type]
             seconds += time.perf_counter() - start
             timed += len(images)

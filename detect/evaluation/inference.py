@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from detect.data.collate import detection_collate
 from detect.data.dataset import DetectionDataset
@@ -13,21 +12,17 @@ from detect.data.dataset import DetectionDataset
 Target = dict[str, object]
 
 
-@torch.inference_mode()
 def predict_dataset(model: nn.Module, dataset: DetectionDataset, batch_size: int = 8, device: str = "cpu",
                     num_workers: int = 0, progress: bool = True) -> tuple[list[Target], list[dict[str, torch.Tensor]]]:
     """Targets and detections for every image of ``dataset``, in dataset order.
 
     Outputs follow the Detector contract (xyxy boxes in original image pixels, 0-based labels)
-    and are moved to the CPU. The model is put in eval mode.
+    and are moved to the CPU. The model is put in eval mode. The loop is
+    :func:`detect.engine.predict_batches`, the one the training engine validates with.
     """
-    model.eval()
+    from detect.engine import predict_batches
+
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=detection_collate)
-    targets: list[Target] = []
-    outputs: list[dict[str, torch.Tensor]] = []
-    for images, batch_targets in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
-        batch_out = model([im.to(device, non_blocking=True) for im in images])
-        outputs += [{k: v.detach().cpu() for k, v in out.items()} for out in batch_out]
-        targets += batch_targets
+    targets, outputs, _ = predict_batches(model, loader, device, progress=progress)
     return targets, outputs
