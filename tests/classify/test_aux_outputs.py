@@ -9,8 +9,6 @@ import torch.nn.functional as F
 import classify
 from classify.outputs import AuxOutputs, classification_loss, main_logits
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 @pytest.fixture(scope="module")
 def googlenet() -> classify.Backbone:

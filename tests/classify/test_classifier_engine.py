@@ -20,7 +20,6 @@ from classify.registry import get_model
 from classify.run import DeviceSetup, build_model, config_from_checkpoint, resolve_config
 from classify.train_config import TrainConfig
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 #: about a second an epoch: LeNet-5 (ReLU) on 400 real MNIST digits, scored on 100
 TINY = dict(data="mnist5k", model="lenet5_relu", subset=40, test_subset=10, epochs=2,

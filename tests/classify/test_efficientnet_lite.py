@@ -17,7 +17,6 @@ from classify.models import efficientnet_lite
 from classify.models.efficientnet_lite import Conv2dSame, efficientnet_lite0_weights_path
 from classify.weights import load_weights, read_state_dict
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 CATEGORIES = EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"]
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")

@@ -10,8 +10,6 @@ import torch
 import classify
 from classify.models.lenet import C3_TABLE, ScaledTanh, Subsampling, TableConv
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

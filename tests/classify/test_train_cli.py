@@ -13,7 +13,6 @@ from classify.config import config_from_args, load_config
 from classify.train_cli import add_training_parsers, main
 from classify.train_config import TrainConfig
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "classify"
 TINY = ["--data", "mnist5k", "--model", "lenet5_relu", "--subset", "20", "--test-subset", "5",

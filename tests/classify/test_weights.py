@@ -11,7 +11,6 @@ import torchvision
 import classify
 from classify.weights import adapt_stem_weight, load_weights, read_state_dict
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 #: (name, input size, torchvision builder options) for one model of every wrapped family
 PARITY = [

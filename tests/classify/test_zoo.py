@@ -15,7 +15,6 @@ import torch
 import classify
 from classify.outputs import AuxOutputs, classification_loss, main_logits
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 MODELS = classify.list_models()
 
