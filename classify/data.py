@@ -418,8 +418,10 @@ def load_data(data: str, *, size: int | None = None, val_fraction: float = 0.0,
     """
     splits = load_named(data, size)
     train = splits["train"]
-    if "test" not in splits:
+    if "test" not in splits and "val" not in splits:
         raise ValueError(f"{data}: expected a test/ (or val/) folder next to train/")
+    if "test" not in splits:  # a train/ + val/ folder: the val split is also the test split
+        splits = {**splits, "test": splits["val"]}
     if val_fraction > 0:
         kept, held = stratified_split(train.labels, val_fraction, seed)
         train, val, val_name = train.subset(kept), train.subset(held), "holdout"

@@ -94,6 +94,37 @@ def cmd_scenes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crops(args: argparse.Namespace) -> int:
+    from detect.data.crops import crop_statistics, export_crops
+    from detect.data.formats import available_splits, load_split
+
+    splits = args.split or available_splits(args.data, args.format)
+    summaries = [export_crops(load_split(args.data, name, args.format), args.out, size=args.size,
+                              context=args.context, mode=args.mode, overwrite=args.force)
+                 for name in splits]
+    print(crop_statistics(summaries))
+    for s in summaries:
+        print(f"wrote {s.total} crops to {s.folder}" + (f" (skipped {s.skipped} tiny objects)" if s.skipped else ""))
+    return 0
+
+
+def _add_crops_parser(data: argparse._SubParsersAction) -> None:
+    p = data.add_parser("crops", help="cut every object into an image folder (for 'classify train --data')",
+                        description="Cut every object of a detection dataset into OUT/<split>/<class>/*.png, "
+                        "the image-folder layout 'classify train --data OUT' reads.")
+    p.add_argument("data", type=Path, help="dataset (COCO json or folder, VOC folder, YOLO data.yaml or folder)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--format", choices=["coco", "voc", "yolo"], help="dataset format (default: detected)")
+    p.add_argument("--split", action="append", help="split(s) to cut (default: all); repeatable")
+    p.add_argument("--size", type=int, default=64, help="side of the square crops in pixels (default: 64)")
+    p.add_argument("--context", type=float, default=0.15, help="margin around each box, as a fraction of "
+                   "its side (default: 0.15)")
+    p.add_argument("--mode", choices=["square", "warp"], default="square", help="square: keep the aspect "
+                   "ratio; warp: stretch the box to the square, R-CNN style (default: square)")
+    p.add_argument("--force", action="store_true", help="replace existing split folders")
+    p.set_defaults(func=cmd_crops)
+
+
 QUICK_PRESET = Path(__file__).resolve().parent.parent / "configs" / "detect" / "train_quick.yaml"
 
 
@@ -152,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True, metavar="WHAT")
     _add_scenes_parser(data)
+    _add_crops_parser(data)
 
     _add_bench_parser(sub)
     add_eval_parser(sub)

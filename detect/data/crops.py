@@ -1,0 +1,135 @@
+"""Object crops of a detection dataset as an image folder: the data of the "train a classifier
+backbone, then detect" path (``classify train --data <folder>``) and of R-CNN's warped regions.
+
+Layout written: ``out/<split>/<class name>/<image stem>_<object index>.png``, one RGB PNG of
+``size x size`` pixels per object.  Two ways to cut an object (box ``(x1, y1, x2, y2)`` in
+pixels, ``w = x2 - x1``, ``h = y2 - y1``):
+
+``square``  a square of side ``max(w, h) * (1 + 2 * context)`` centred on the box, so the object
+            keeps its aspect ratio (what a detector's features see); parts outside the image are
+            filled with the image's mean colour.
+``warp``    the box grown by ``context`` on each side and stretched to the square, R-CNN style.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from detect.data.image_io import read_image
+from detect.structures import DatasetSplit
+
+CropMode = Literal["square", "warp"]
+CROP_MODES = ("square", "warp")
+_UNSAFE = re.compile(r"[^\w.\- ]")
+
+
+@dataclass(frozen=True)
+class CropSummary:
+    """What :func:`export_crops` wrote for one split: ``counts[class name]`` crops per class."""
+
+    split: str
+    folder: Path
+    counts: dict[str, int]
+    skipped: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def folder_name(class_name: str) -> str:
+    """A class name made safe as a folder name (path separators and oddities become ``_``)."""
+    name = _UNSAFE.sub("_", class_name).strip(". ")
+    return name or "_"
+
+
+def crop_window(box: tuple[float, float, float, float], mode: CropMode,
+                context: float) -> tuple[float, float, float, float]:
+    """The ``(x1, y1, x2, y2)`` window cut around ``box`` (may reach outside the image)."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    if mode == "warp":
+        return x1 - context * w, y1 - context * h, x2 + context * w, y2 + context * h
+    half = max(w, h) * (1 + 2 * context) / 2
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return cx - half, cy - half, cx + half, cy + half
+
+
+def cut(image: Image.Image, window: tuple[float, float, float, float], size: int,
+        fill: tuple[int, ...]) -> Image.Image:
+    """``window`` of ``image`` resized to ``size x size``; outside the image is ``fill``."""
+    x1, y1, x2, y2 = (round(v) for v in window)
+    canvas = Image.new("RGB", (max(x2 - x1, 1), max(y2 - y1, 1)), fill)
+    inside = (max(x1, 0), max(y1, 0), min(x2, image.width), min(y2, image.height))
+    if inside[2] > inside[0] and inside[3] > inside[1]:
+        canvas.paste(image.crop(inside), (inside[0] - x1, inside[1] - y1))
+    return canvas.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, context: float = 0.15,
+                 mode: CropMode = "square", min_side: float = 2.0,
+                 overwrite: bool = False, progress: bool = True) -> CropSummary:
+    """Write every object of ``split`` as a crop under ``out/<split name>/<class>/``.
+
+    Args:
+        size: side of the square PNGs in pixels.
+        context: margin around the box as a fraction of its side (see the module docstring).
+        mode: ``square`` (keep the aspect ratio) or ``warp`` (stretch, as R-CNN).
+        min_side: objects narrower or shorter than this (pixels) are skipped and counted.
+
+        overwrite: replace an existing ``out/<split name>`` folder (else it is an error).
+
+    Returns the per-class counts; only classes with at least one crop get a folder.
+    """
+    if mode not in CROP_MODES:
+        raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")
+    if size < 8:
+        raise ValueError(f"crop size must be at least 8 pixels, got {size}")
+    if context < 0:
+        raise ValueError(f"crop context must be >= 0, got {context}")
+    folder = Path(out) / split.name
+    if folder.exists():
+        if not overwrite:
+            raise FileExistsError(f"{folder} already exists; choose another output or overwrite it (--force)")
+        shutil.rmtree(folder)
+    names = {label: folder_name(name) for label, name in enumerate(split.class_names)}
+    counts: Counter[str] = Counter()
+    skipped = 0
+    for record in tqdm(split.images, desc=f"crops {split.name}", unit="img", disable=not progress):
+        pixels = read_image(split.image_path(record)).permute(1, 2, 0).numpy()
+        image = Image.fromarray(pixels)
+        fill = mean_colour(pixels)
+        stem = Path(record.file_name).stem
+        for index, obj in enumerate(record.objects):
+            if obj.width < min_side or obj.height < min_side:
+                skipped += 1
+                continue
+            target = folder / names[obj.label]
+            target.mkdir(parents=True, exist_ok=True)
+            cut(image, crop_window(obj.box, mode, context), size, fill).save(target / f"{stem}_{index}.png")
+            counts[names[obj.label]] += 1
+    return CropSummary(split.name, folder, dict(sorted(counts.items())), skipped)
+
+
+def crop_statistics(summaries: list[CropSummary]) -> str:
+    """A Markdown table of crops per class and split."""
+    classes = sorted({c for s in summaries for c in s.counts})
+    lines = ["| class | " + " | ".join(s.split for s in summaries) + " |",
+             "| --- |" + " ---: |" * len(summaries)]
+    lines += [f"| {c} | " + " | ".join(str(s.counts.get(c, 0)) for s in summaries) + " |" for c in classes]
+    lines.append("| all | " + " | ".join(str(s.total) for s in summaries) + " |")
+    return "\n".join(lines)
+
+
+def mean_colour(pixels: np.ndarray) -> tuple[int, int, int]:
+    """Mean RGB of an ``[H, W, 3]`` uint8 array, as ints."""
+    return tuple(int(v) for v in pixels.reshape(-1, 3).mean(0))  # type: ignore[return-value]

@@ -1,0 +1,90 @@
+"""``detect data crops``: object crops as an image folder that ``classify train`` reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classify.data import load_data
+from detect.data.crops import crop_window, cut, export_crops, folder_name
+from detect.data.formats import write_split
+from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
+from helpers import CLASS_NAMES, random_split
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_crop_windows_keep_aspect_or_warp() -> None:
+    assert crop_window((10, 20, 30, 60), "square", 0.0) == (0, 20, 40, 60)  # side max(20, 40), centred
+    assert crop_window((10, 20, 30, 60), "square", 0.25) == (-10, 10, 50, 70)  # 40 * 1.5
+    assert crop_window((10, 20, 30, 60), "warp", 0.5) == (0, 0, 40, 80)
+
+
+def test_cut_fills_outside_the_image_and_copies_inside_exactly() -> None:
+    pixels = np.arange(10 * 10 * 3, dtype=np.uint8).reshape(10, 10, 3)
+    image = Image.fromarray(pixels)
+    inside = np.asarray(cut(image, (2, 3, 6, 7), 4, (0, 0, 0)))
+    assert np.array_equal(inside, pixels[3:7, 2:6])
+    edge = np.asarray(cut(image, (-2, -2, 2, 2), 4, (9, 8, 7)))
+    assert (edge[:2, :] == (9, 8, 7)).all() and (edge[:, :2] == (9, 8, 7)).all()
+    assert np.array_equal(edge[2:, 2:], pixels[:2, :2])
+
+
+def test_folder_names_are_safe() -> None:
+    assert folder_name("digit 7") == "digit 7"
+    assert folder_name("a/b\\c:d") == "a_b_c_d"
+    assert folder_name("..") == "_"
+
+
+def test_export_writes_one_png_per_object_by_class(tmp_path: Path) -> None:
+    split = random_split(tmp_path / "data", num_images=8, seed=1)
+    summary = export_crops(split, tmp_path / "crops", size=24, progress=False)
+    expected = sum(len(r.objects) for r in split.images) - summary.skipped
+    files = sorted((tmp_path / "crops" / "train").glob("*/*.png"))
+    assert summary.total == expected == len(files) > 0
+    assert {f.parent.name for f in files} <= set(CLASS_NAMES) and set(summary.counts) == {f.parent.name for f in files}
+    assert all(Image.open(f).size == (24, 24) for f in files)
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_crops(split, tmp_path / "crops", progress=False)
+    again = export_crops(split, tmp_path / "crops", size=16, overwrite=True, progress=False)
+    assert again.total == expected and Image.open(next((tmp_path / "crops" / "train").glob("*/*.png"))).size == (16, 16)
+
+
+def test_tiny_objects_are_skipped_and_counted(tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    root.mkdir()
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "a.png")
+    objects = (ObjectAnnotation((1, 1, 2, 10), 0), ObjectAnnotation((2, 2, 12, 12), 1))
+    split = DatasetSplit(["x", "y"], [ImageRecord(1, "a.png", 20, 20, objects)], root, name="val")
+    summary = export_crops(split, tmp_path / "out", size=8, progress=False)
+    assert summary.counts == {"y": 1} and summary.skipped == 1
+
+
+def test_cli_crops_feed_classify_folder_loader(tmp_path: Path) -> None:
+    data = tmp_path / "coco"
+    for name, seed in (("train", 0), ("val", 1)):
+        split = random_split(tmp_path / "raw", num_images=12, seed=seed, name=name)
+        # every class present in both splits, so the folders agree
+        objects = tuple(ObjectAnnotation((5, 5, 30, 30), label) for label in range(len(CLASS_NAMES)))
+        split = split.with_images([*split.images[:-1], ImageRecord(99, split.images[-1].file_name,
+                                                                     split.images[-1].width,
+                                                                     split.images[-1].height, objects)])
+        write_split(split, data, "coco")
+    out = tmp_path / "crops"
+    done = subprocess.run([sys.executable, "-m", "detect", "data", "crops", str(data), "--out", str(out),
+                           "--size", "20", "--mode", "warp"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| all |" in done.stdout and f"crops to {out / 'train'}" in done.stdout
+    splits = load_data(str(out))
+    assert splits.class_names == tuple(sorted(CLASS_NAMES)) and splits.val_name == "val"
+    assert len(splits.test) == len(splits.val) > 0  # train/ + val/ folders: val is also the test split
+    image, label = splits.train[0]
+    assert tuple(image.shape) == (3, 20, 20) and 0 <= label < len(CLASS_NAMES)
+    again = subprocess.run([sys.executable, "-m", "detect", "data", "crops", str(data), "--out", str(out)],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
