@@ -241,6 +241,8 @@ def _train_epoch(run: _Run, stop_after: int | None) -> dict[str, float]:
     limit = min(run.sampler.num_batches() - state.batch_in_epoch, run.total_iters - state.iteration)
     if stop_after is not None:
         limit = min(limit, stop_after - state.iteration)
+    if config.eval_every_iters:
+        limit = min(limit, config.eval_every_iters - state.iteration % config.eval_every_iters)
     start = time.perf_counter()
     stats = train_one_epoch(run.model, run.optimizer, run.loaders["train"], run.scheduler, run.scaler, run.ema,
                             run.device, state.epoch, grad_clip=config.grad_clip, amp=run.amp, max_iters=limit,
@@ -255,6 +257,12 @@ def _train_epoch(run: _Run, stop_after: int | None) -> dict[str, float]:
 
 def _due(period: int, epoch_done: bool, epoch: int) -> bool:
     return epoch_done and period > 0 and (epoch + 1) % period == 0
+
+
+def _at_mark(run: _Run) -> bool:
+    """Whether the run stands on a multiple of ``eval_every_iters``."""
+    every = run.config.eval_every_iters
+    return bool(every) and run.state.iteration % every == 0
 
 
 def _epoch_row(run: _Run, stats: dict[str, float], epoch_done: bool, wall_minutes: float) -> dict[str, Any]:
@@ -289,9 +297,11 @@ def _end_of_epoch(run: _Run, stats: dict[str, float], reason: str | None, run_di
     rng = capture_rng(run.device.type == "cuda")  # before evaluation (which leaves the RNG alone anyway)
     epoch_done = state.batch_in_epoch == run.sampler.num_batches()
     row = _epoch_row(run, stats, epoch_done, wall())
-    if "val" in run.loaders and (reason is not None or _due(config.eval_period, epoch_done, state.epoch)):
+    mark = _at_mark(run)
+    if "val" in run.loaders and (reason is not None or mark or _due(config.eval_period, epoch_done, state.epoch)):
         row.update(metric_row("val_", _evaluate(run, "val")))
-    if "test" in run.loaders and _due(config.test_period, epoch_done, state.epoch):
+    if "test" in run.loaders and ((mark and config.test_period > 0)
+                                  or _due(config.test_period, epoch_done, state.epoch)):
         row.update(metric_row("test_", _evaluate(run, "test")))
     state.history.append(row)
     value = row.get(f"val_{config.best_metric}")
@@ -354,7 +364,7 @@ def fit(config: DetectTrainConfig, resume: str | Path | None = None, stop_after:
         stats = _train_epoch(run, stop_after)
         over = config.time_budget_min is not None and run.state.train_minutes >= config.time_budget_min
         reason = _stop_reason(run, stop_after, over)
-        if reason is not None or run.state.batch_in_epoch == run.sampler.num_batches():
+        if reason is not None or run.state.batch_in_epoch == run.sampler.num_batches() or _at_mark(run):
             _end_of_epoch(run, stats, reason, run_dir, wall)
     if reason == STOP_TIME_BUDGET:
         log(f"time budget of {config.time_budget_min:g} min reached at iteration {run.state.iteration}")

@@ -87,6 +87,9 @@ class DetectTrainConfig:
     eval_period: int = param(1, ge=0, help="validate every N epochs (0: only at the end)")
     test_period: int = param(0, ge=0, help="also score the test split every N epochs, for "
                              "accuracy-vs-time curves (0: only the final report)")
+    eval_every_iters: int | None = param(None, ge=1, help="also validate every N iterations, "
+                                         "mid-epoch included (and score the test split there "
+                                         "when test_period > 0): finer accuracy-vs-time curves")
     best_metric: str = param("AP", choices=BEST_METRICS, help="validation COCO number that picks best.pt")
     eval_batch_size: int = param(8, ge=1, help="images per batch when validating")
     score_threshold: float = param(0.25, ge=0, le=1, help="final report: score of P/R/F1 and the "

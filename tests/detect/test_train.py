@@ -155,6 +155,18 @@ def test_resume_mid_epoch_equals_uninterrupted_training_bit_for_bit(tiny: Path, 
     assert b["state"]["train_minutes"] > first.minutes
 
 
+def test_eval_every_iters_validates_and_tests_mid_epoch(tiny: Path, tmp_path: Path) -> None:
+    # 3 batches an epoch, marks every 2 iterations: rows at 2 (mark), 3 (epoch end), 4 (mark), 5 (end)
+    config = make_config(tiny, tmp_path / "marks", max_iters=5, eval_every_iters=2, eval_period=0,
+                         test_period=1)
+    result = fit(config)
+    rows = [(r["iteration"], r["partial"], "val_AP" in r, "test_AP" in r) for r in result.history]
+    assert rows == [(2, True, True, True), (3, False, False, True), (4, True, True, True),
+                    (5, True, True, False)]
+    minutes = [r["minutes"] for r in result.history]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+
+
 def test_time_budget_stops_cleanly_validates_and_saves(tiny: Path, tmp_path: Path) -> None:
     config = make_config(tiny, tmp_path / "budget", max_iters=None, epochs=3, time_budget_min=1e-6,
                          test_split=None)
