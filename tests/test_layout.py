@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,3 +22,11 @@ def test_classify_never_imports_detect() -> None:
                  if any(line.lstrip().startswith(("import detect", "from detect"))
                         for line in p.read_text().splitlines())]
     assert offenders == []
+
+
+def test_detect_command_line_parser_loads_without_torch() -> None:
+    """``detect --help`` stays instant: the verbs import torch when they run."""
+    code = "import sys, detect.cli; detect.cli.build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -18,7 +18,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from detect.evaluation.coco import BACKENDS
+from detect.evaluation.backends import BACKENDS
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detect.evaluation.backends import BACKENDS
 from detect.evaluation.inputs import StoredEvaluator
 
-BACKENDS = ("pycocotools", "faster-coco-eval")
 _AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 _AR_AREA_KEYS = ("ARs", "ARm", "ARl")
 
