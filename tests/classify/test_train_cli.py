@@ -90,4 +90,5 @@ def test_unknown_flag_suggests_the_closest(capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize("path", sorted(PRESETS.glob("classify_*.yaml")), ids=lambda p: p.stem)
 def test_presets_load_with_overrides(path: Path) -> None:
     config = load_config(TrainConfig, path, {"epochs": "1", "subset": "2"})
-    assert config.epochs == 1 and config.subset == 2 and config.output == Path("runs/classify")
+    assert config.epochs == 1 and config.subset == 2
+    assert config.output.parts[0] == "runs", "presets write under runs/, which git ignores"
