@@ -9,6 +9,7 @@ validation excluded) and the command that reproduces the row.
     python tools/bench_classify.py --rows full      # + ResNet-18, MobileNet v2 (about 2.5 h more)
     python tools/bench_classify.py --rows resnet18_fashion --epochs 1 --subset 500   # a trial
     python tools/bench_classify.py --threads 2 --out runs/bench_classify
+    python tools/bench_classify.py --rows full --resume   # continue rows stopped part-way
     python tools/bench_classify.py --rows lenet5_relu_fashion --peer   # + the torchvision loop
 
 ``--peer`` adds, under each Fashion-MNIST LeNet row, the nearest peer: the same model and
@@ -87,18 +88,20 @@ def _peer_command(row: Row, extra: dict[str, str]) -> str:
     return f"python tools/bench_classify.py --rows {row.name} --peer{flags}"
 
 
-def run_row(row: Row, extra: dict[str, str], threads: int, out: Path) -> dict:
-    """Train one row; returns its table entry."""
+def run_row(row: Row, extra: dict[str, str], threads: int, out: Path, resume: bool = False) -> dict:
+    """Train one row; returns its table entry. With ``resume``, a row whose ``<out>/<row>/last.pt``
+    exists (an interrupted run) continues from it, bit-for-bit as if it had not stopped."""
     flags = {**row.flags, **extra}
     config = load_config(TrainConfig, ROOT / PRESETS / row.preset,
                          {**flags, "threads": str(threads), "progress": "false",
                           "output": str(out), "name": row.name, "device": "cpu"})
-    start = time.perf_counter()
-    result = fit(config, log=lambda line: print(f"  [{row.name}] {line}", file=sys.stderr, flush=True))
+    last = out / row.name / "last.pt"
+    result = fit(config, resume=last if resume and last.is_file() else None,
+                 log=lambda line: print(f"  [{row.name}] {line}", file=sys.stderr, flush=True))
     return {"row": row.name, "model": row.model, "dataset": row.dataset,
             "epochs": result.config.epochs, "test_top1": result.test.top1,
             "test_images": result.test.images, "epoch_seconds": result.epoch_seconds,
-            "total_seconds": time.perf_counter() - start, "command": _command(row, extra),
+            "total_seconds": sum(h["seconds"] for h in result.history), "command": _command(row, extra),
             "history": result.history}
 
 
@@ -220,6 +223,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peer", action="store_true", help="add the torchvision-loop peer of each "
                    "Fashion-MNIST LeNet row (same model and hyper-parameters)")
     p.add_argument("--out", type=Path, default=Path("runs/bench_classify"), help="run folders")
+    p.add_argument("--resume", action="store_true", help="continue rows interrupted earlier "
+                   "from <out>/<row>/last.pt (same flags) instead of starting them again")
     return p.parse_args(argv)
 
 
@@ -234,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                                ("test_subset", args.test_subset)) if v is not None}
     entries = []
     for name in names:
-        entries.append(run_row(ROWS[name], extra, args.threads, args.out))
+        entries.append(run_row(ROWS[name], extra, args.threads, args.out, args.resume))
         e = entries[-1]
         print(f"{name}: test top-1 {100 * e['test_top1']:.2f}%, {e['epoch_seconds']:.1f} s/epoch, "
               f"{e['total_seconds']:.0f} s in all", file=sys.stderr, flush=True)

@@ -202,3 +202,28 @@ def test_normalize_anchor_sizes_checks_levels() -> None:
         normalize_anchor_sizes((1, 2, 3), info)
     with pytest.raises(ValueError, match="same number"):
         normalize_anchor_sizes(((8, 16), (32,)), info)
+
+
+def test_best_anchor_iou_matches_a_brute_force_grid() -> None:
+    from torchvision.ops import box_iou
+
+    from detect.anchors import best_anchor_iou
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(40, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + 8 + torch.rand(40, 2, generator=g) * 60], dim=1)
+    sizes, ratios, strides = ((16, 24), (48, 64)), (0.5, 1.0, 2.0), (8, 32)
+    grid = []
+    for level, stride in zip(sizes, strides):
+        for cy in range(0, 128, stride):
+            for cx in range(0, 160, stride):
+                for size in level:
+                    for r in ratios:
+                        half_h, half_w = round(size * r ** 0.5 / 2), round(size / r ** 0.5 / 2)
+                        grid.append([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+    expected = box_iou(boxes, torch.tensor(grid)).amax(dim=1)
+    got = best_anchor_iou(boxes, sizes, ratios, strides, (128, 160), chunk=7)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert best_anchor_iou(torch.zeros(0, 4), sizes, ratios, strides, (128, 160)).shape == (0,)
+    with pytest.raises(ValueError, match="one stride per level"):
+        best_anchor_iou(boxes, sizes, ratios, (8,), (128, 160))
