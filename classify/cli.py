@@ -122,7 +122,7 @@ def cmd_filters(args: argparse.Namespace) -> int:
 
 
 def _add_filters(sub: argparse._SubParsersAction) -> None:
-    from classify.filters import BORDERS, list_filters
+    from classify.kernels import BORDERS, list_filters
 
     p = sub.add_parser("filters", help="classic kernels (Sobel, Laplacian, ...) on a grayscale photo")
     p.add_argument("image", nargs="?", type=Path,

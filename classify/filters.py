@@ -44,44 +44,21 @@ import importlib.util
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from classify.kernels import _FIXED, _NAMES, BORDERS, list_filters
 
 __all__ = [
     "BORDERS", "apply_filters", "default_image", "filter_figure", "gaussian_kernel",
     "get_kernel", "list_filters", "load_grayscale",
 ]
 
-_FIXED: Mapping[str, tuple[tuple[float, ...], ...]] = MappingProxyType({
-    "mean3": ((1 / 9,) * 3,) * 3,
-    "mean5": ((1 / 25,) * 5,) * 5,
-    "sobel_x": ((-1, 0, 1), (-2, 0, 2), (-1, 0, 1)),
-    "sobel_y": ((-1, -2, -1), (0, 0, 0), (1, 2, 1)),
-    "prewitt_x": ((-1, 0, 1), (-1, 0, 1), (-1, 0, 1)),
-    "prewitt_y": ((-1, -1, -1), (0, 0, 0), (1, 1, 1)),
-    "roberts_x": ((1, 0), (0, -1)),
-    "roberts_y": ((0, 1), (-1, 0)),
-    "laplacian4": ((0, 1, 0), (1, -4, 1), (0, 1, 0)),
-    "laplacian8": ((1, 1, 1), (1, -8, 1), (1, 1, 1)),
-    "line_horizontal": ((-1, -1, -1), (2, 2, 2), (-1, -1, -1)),
-    "line_vertical": ((-1, 2, -1), (-1, 2, -1), (-1, 2, -1)),
-    "line_p45": ((-1, -1, 2), (-1, 2, -1), (2, -1, -1)),
-    "line_m45": ((2, -1, -1), (-1, 2, -1), (-1, -1, 2)),
-})
-_NAMES = ("mean3", "mean5", "gaussian", *list(_FIXED)[2:])
-BORDERS = MappingProxyType({"reflect": "reflect", "replicate": "replicate", "zeros": "constant"})
-
 #: photos tried in order by :func:`default_image`
 _OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
 _DEFAULT_PHOTOS = ("building.jpg", "baboon.jpg", "fruits.jpg")
-
-
-def list_filters() -> list[str]:
-    """The kernel names understood by :func:`get_kernel` and :func:`apply_filters`."""
-    return list(_NAMES)
 
 
 def gaussian_kernel(sigma: float = 1.0, size: int | None = None) -> Tensor:

@@ -7,6 +7,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,9 +26,10 @@ def test_classify_never_imports_detect() -> None:
     assert offenders == []
 
 
-def test_detect_command_line_parser_loads_without_torch() -> None:
-    """``detect --help`` stays instant: the verbs import torch when they run."""
-    code = "import sys, detect.cli; detect.cli.build_parser(); print('torch' in sys.modules)"
+@pytest.mark.parametrize("package", ["detect", "classify"])
+def test_command_line_parsers_load_without_torch(package: str) -> None:
+    """``detect --help`` and ``classify --help`` stay instant: the verbs import torch when they run."""
+    code = f"import sys, {package}.cli; {package}.cli.build_parser(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
