@@ -44,3 +44,13 @@ def test_a_run_that_stopped_early_has_no_value_at_later_marks(tmp_path: Path) ->
     points = [(0.0, 0.0, 0.0), (10.0, 0.3, 0.1)]
     assert tool.at(points, 10) == (0.3, 0.1) and tool.at(points, 5) == (0.0, 0.0)
     assert tool.at(points, 20) is None
+
+
+def test_the_final_test_report_ends_the_curve_when_the_last_row_has_no_test_score(tmp_path: Path) -> None:
+    tool = _tool()
+    run = tmp_path / "recipe"
+    run.mkdir()
+    epochs = [{"minutes": 7.8, "test_AP50": 0.45, "test_AP": 0.2}, {"minutes": 49.4, "val_AP": 0.5}]
+    (run / "history.json").write_text(json.dumps({"epochs": epochs, "test": {"AP50": 0.75, "AP": 0.47}}))
+    assert tool.curve(run, 9.0)[-1] == (58.4, 0.75, 0.47)
+    assert tool.at(tool.curve(run, 9.0), 60) == (0.75, 0.47)

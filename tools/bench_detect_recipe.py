@@ -60,13 +60,18 @@ def curve(run_dir: Path, offset: float) -> list[tuple[float, float, float]]:
     points = [(offset, 0.0, 0.0)]
     points += [(offset + r["minutes"], r["test_AP50"], r["test_AP"]) for r in history["epochs"]
                if r.get("test_AP50") is not None]
+    final = history.get("test")
+    if final and history["epochs"] and history["epochs"][-1]["minutes"] + offset > points[-1][0]:
+        points.append((offset + history["epochs"][-1]["minutes"], final["AP50"], final["AP"]))  # best.pt
     return points
 
 
 def at(points: list[tuple[float, float, float]], minute: float) -> tuple[float, float] | None:
-    """The last point at or before ``minute`` (None when the run never got there)."""
-    before = [p for p in points if p[0] <= minute + 1e-6]
-    return (before[-1][1], before[-1][2]) if before and points[-1][0] >= minute - 1.0 else None
+    """The last point at or before ``minute`` (6 s of slack: a budget stops a run at the first
+    iteration past it), None when the run ended over 2 minutes before it (a run that stopped at
+    its ``max_iters`` just short of the budget keeps its final value)."""
+    before = [p for p in points if p[0] <= minute + 0.1]
+    return (before[-1][1], before[-1][2]) if before and points[-1][0] >= minute - 2.0 else None
 
 
 def table(curves: dict[str, list[tuple[float, float, float]]], marks: list[float],
@@ -103,7 +108,7 @@ def plot(curves: dict[str, list[tuple[float, float, float]]], pretrain_min: floa
         ax.set(xlabel="CPU minutes (1 thread, training only)", ylabel=title, ylim=(0, 1), title=title)
         ax.grid(alpha=0.3)
     axes[0].axhline(0.9, color="0.5", ls="--", lw=0.8)
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="lower right", bbox_to_anchor=(1, 0.12))
     fig.suptitle("Faster R-CNN on digit scenes: accuracy against CPU minutes")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
