@@ -19,7 +19,8 @@ the finest (smallest stride) to the coarsest, ready for ``AnchorGenerator(sizes,
   a real positive rather than only their best low-quality match.  The grid matters as much as
   the sizes: a size much smaller than about 4 strides leaves most boxes between grid points
   (on the digit scenes, quantile-fitted sizes 11-117 px on strides 4-64 give 34% of boxes
-  >= 0.7; ``anchor_sizes_for(info, base=4, scales=(0.8, 1, 1.25))``, 13-323 px, gives 76%).
+  >= 0.7; ``anchor_sizes_for(info, base=4, scales=(2 ** (-1 / 3), 1, 2 ** (1 / 3)))``, 13-323 px,
+  gives 76%).
 """
 
 from __future__ import annotations

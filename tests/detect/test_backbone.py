@@ -227,3 +227,14 @@ def test_best_anchor_iou_matches_a_brute_force_grid() -> None:
     assert best_anchor_iou(torch.zeros(0, 4), sizes, ratios, strides, (128, 160)).shape == (0,)
     with pytest.raises(ValueError, match="one stride per level"):
         best_anchor_iou(boxes, sizes, ratios, (8,), (128, 160))
+
+
+def test_the_recipe_anchors_are_four_strides_at_three_scales() -> None:
+    from classify.config import load_config
+    from detect.recipe import RECIPE_PRESET
+    from detect.train_config import DetectTrainConfig
+
+    levels = [FeatureInfo(f"p{i}", 128, 2 ** i) for i in range(2, 7)]
+    sizes = anchor_sizes_for(levels, base=4, scales=(2 ** (-1 / 3), 1, 2 ** (1 / 3)))
+    recipe = load_config(DetectTrainConfig, RECIPE_PRESET, {})
+    assert sizes == tuple(tuple(level) for level in recipe.detector_kwargs["anchor_sizes"])
