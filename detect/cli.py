@@ -125,18 +125,13 @@ def _add_crops_parser(data: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_crops)
 
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-QUICK_PRESET = CONFIGS / "detect" / "train_quick.yaml"
-QUICK_CLASSIFIER_PRESET = CONFIGS / "classify" / "classify_resnet18_digit_crops_quick.yaml"
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults: build the digit scenes, pretrain a ResNet-18 on their
     train/val digit crops, train the quick Faster R-CNN preset on that backbone, evaluate it on the
     test split and write the report and annotated images."""
     from detect.data.build import build_digit_scenes
     from detect.data.scenes import scene_config
-    from detect.recipe import detector_config, pretrain_backbone
+    from detect.recipe import QUICK_CLASSIFIER_PRESET, QUICK_PRESET, detector_config, pretrain_backbone
     from detect.train import fit
 
     build_digit_scenes(args.out, scene_config("default"))

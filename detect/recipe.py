@@ -28,6 +28,8 @@ from detect.train_config import DetectTrainConfig
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CLASSIFIER_PRESET = CONFIGS / "classify" / "classify_resnet18_digit_crops.yaml"
 RECIPE_PRESET = CONFIGS / "detect" / "train_recipe.yaml"
+QUICK_CLASSIFIER_PRESET = CONFIGS / "classify" / "classify_resnet18_digit_crops_quick.yaml"  # detect demo
+QUICK_PRESET = CONFIGS / "detect" / "train_quick.yaml"
 PRETRAIN_SPLITS = ("train", "val")
 
 

@@ -29,7 +29,8 @@ def test_report_reads_curves_offsets_pretraining_and_marks(tmp_path: Path) -> No
     _history(tmp_path / "tv", [(10.0, 0.0, 0.0), (30.0, 0.01, 0.0), (49.5, 0.02, 0.01)], None)
     (tmp_path / "bench.json").write_text(json.dumps({"pretrain_minutes": 8.0}))
     text = tool.report(tmp_path, budget=50)
-    assert tool.curve(tmp_path / "recipe", 8.0) == [(8.0, 0.0, 0.0), (13.0, 0.5, 0.2), (28.0, 0.9, 0.5),
+    history = json.loads((tmp_path / "recipe" / "history.json").read_text())
+    assert tool.curve(history, 8.0) == [(8.0, 0.0, 0.0), (13.0, 0.5, 0.2), (28.0, 0.9, 0.5),
                                                    (49.5, 0.95, 0.6)]
     lines = text.splitlines()
     assert "| 10 | 0.000 | 0.000 | 0.000 | 0.000 |" in lines  # ours still pretraining at minute 10
@@ -46,11 +47,9 @@ def test_a_run_that_stopped_early_has_no_value_at_later_marks(tmp_path: Path) ->
     assert tool.at(points, 20) is None
 
 
-def test_the_final_test_report_ends_the_curve_when_the_last_row_has_no_test_score(tmp_path: Path) -> None:
+def test_the_final_test_report_ends_the_curve_when_the_last_row_has_no_test_score() -> None:
     tool = _tool()
-    run = tmp_path / "recipe"
-    run.mkdir()
     epochs = [{"minutes": 7.8, "test_AP50": 0.45, "test_AP": 0.2}, {"minutes": 49.4, "val_AP": 0.5}]
-    (run / "history.json").write_text(json.dumps({"epochs": epochs, "test": {"AP50": 0.75, "AP": 0.47}}))
-    assert tool.curve(run, 9.0)[-1] == (58.4, 0.75, 0.47)
-    assert tool.at(tool.curve(run, 9.0), 60) == (0.75, 0.47)
+    history = {"epochs": epochs, "test": {"AP50": 0.75, "AP": 0.47}}
+    assert tool.curve(history, 9.0)[-1] == (58.4, 0.75, 0.47)
+    assert tool.at(tool.curve(history, 9.0), 60) == (0.75, 0.47)

@@ -54,9 +54,9 @@ def train_detector(preset: Path, data: Path, output: Path, budget_min: float, ev
         else load_config(DetectTrainConfig, preset, overrides))
 
 
-def curve(run_dir: Path, offset: float) -> list[tuple[float, float, float]]:
-    """``(CPU minutes, test mAP50, test mAP50-95)`` points of a run (``offset`` added)."""
-    history = json.loads((run_dir / "history.json").read_text())
+def curve(history: dict, offset: float) -> list[tuple[float, float, float]]:
+    """``(CPU minutes, test mAP50, test mAP50-95)`` points of a run's ``history.json`` (``offset``
+    added)."""
     points = [(offset, 0.0, 0.0)]
     points += [(offset + r["minutes"], r["test_AP50"], r["test_AP"]) for r in history["epochs"]
                if r.get("test_AP50") is not None]
@@ -120,10 +120,10 @@ def report(out: Path, budget: float) -> str:
     meta = json.loads((out / "bench.json").read_text()) if (out / "bench.json").is_file() else {}
     curves, finals = {}, {}
     for name, offset in (("recipe", meta.get("pretrain_minutes", 0.0)), ("tv", 0.0)):
-        run_dir = out / name
-        if (run_dir / "history.json").is_file():
-            curves[name] = curve(run_dir, offset)
-            history = json.loads((run_dir / "history.json").read_text())
+        path = out / name / "history.json"
+        if path.is_file():
+            history = json.loads(path.read_text())
+            curves[name] = curve(history, offset)
             if history.get("test"):
                 finals[name] = history["test"]
     if not curves:

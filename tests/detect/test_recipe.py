@@ -12,13 +12,10 @@ from classify.config import load_config
 from detect.data.build import build_digit_scenes
 from detect.data.scenes import scene_config
 from detect.loading import load_detector
-from detect.recipe import CLASSIFIER_PRESET, RECIPE_PRESET, detector_config, pretrain_backbone
+from detect.recipe import (CLASSIFIER_PRESET, QUICK_CLASSIFIER_PRESET, QUICK_PRESET, RECIPE_PRESET,
+                           detector_config, pretrain_backbone)
 from detect.train import fit
 from detect.train_config import DetectTrainConfig
-
-REPO = Path(__file__).resolve().parents[2]
-QUICK = REPO / "configs/detect/train_quick.yaml"
-QUICK_CLASSIFIER = REPO / "configs/classify/classify_resnet18_digit_crops_quick.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +27,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_pretrained_backbone_feeds_the_detector(tiny: Path, tmp_path: Path) -> None:
     lines: list[str] = []
-    backbone = pretrain_backbone(tiny, tmp_path / "pre", QUICK_CLASSIFIER,
+    backbone = pretrain_backbone(tiny, tmp_path / "pre", QUICK_CLASSIFIER_PRESET,
                                  {"epochs": 1, "batch_size": 16, "threads": 1, "device": "cpu"}, log=lines.append)
     assert backbone.weights == tmp_path / "pre" / "classifier" / "best.pt" and backbone.weights.is_file()
     assert 0.0 <= backbone.val_top1 <= 1.0 and backbone.minutes > 0
@@ -38,7 +35,7 @@ def test_pretrained_backbone_feeds_the_detector(tiny: Path, tmp_path: Path) -> N
     assert any("objects into" in line for line in lines) and any("pretrained resnet18" in line for line in lines)
     classifier = load_checkpoint(backbone.weights).model
 
-    config = detector_config(QUICK, backbone.weights, {
+    config = detector_config(QUICK_PRESET, backbone.weights, {
         "data": str(tiny), "output": str(tmp_path / "det"), "image_size": 64, "max_iters": 2, "warmup_iters": 1,
         "threads": 1, "device": "cpu", "progress": False, "report_examples": 1})
     assert config.detector_kwargs["backbone_weights"] == str(backbone.weights)
@@ -50,7 +47,7 @@ def test_pretrained_backbone_feeds_the_detector(tiny: Path, tmp_path: Path) -> N
     assert torch.equal(detector.state_dict()["backbone.body.body.conv1.weight"], classifier["body.conv1.weight"])
 
 
-@pytest.mark.parametrize("preset", [RECIPE_PRESET, QUICK])
+@pytest.mark.parametrize("preset", [RECIPE_PRESET, QUICK_PRESET])
 def test_recipe_presets_load(preset: Path) -> None:
     config = load_config(DetectTrainConfig, preset)
     assert config.detector == "faster_rcnn" and config.detector_kwargs["backbone"] == "resnet18"
@@ -60,6 +57,6 @@ def test_recipe_presets_load(preset: Path) -> None:
 def test_classifier_presets_are_the_digit_crop_runs() -> None:
     from classify.train_config import TrainConfig
 
-    for preset in (CLASSIFIER_PRESET, QUICK_CLASSIFIER):
+    for preset in (CLASSIFIER_PRESET, QUICK_CLASSIFIER_PRESET):
         config = load_config(TrainConfig, preset)
         assert config.model == "resnet18" and config.hflip == 0.0 and config.name == "classifier"
