@@ -76,7 +76,9 @@ class FasterRCNNConfig:
     ``anchor_sizes`` (per level; ``None``: 8 x stride per FPN level, 32..512 on the C4 level),
     ``aspect_ratios`` (h/w).  RPN: ``rpn_*`` as in torchvision's ``FasterRCNN`` plus
     ``rpn_conv_depth`` (3x3 convs in the RPN head).  RoI heads: ``roi_output_size``,
-    ``roi_sampling_ratio``, ``box_head`` (``"mlp"`` or ``"conv"``), ``representation_size``
+    ``roi_sampling_ratio``, ``roi_canonical_scale``/``roi_canonical_level`` (FPN level mapping:
+    a box of side ``sqrt(w * h) = canonical_scale`` is pooled from level ``canonical_level``,
+    i.e. stride ``2 ** level``; one level finer per halving), ``box_head`` (``"mlp"`` or ``"conv"``), ``representation_size``
     (width of the box head's FC layers), and ``box_*``/``bbox_reg_weights`` as in torchvision.
     """
 
@@ -105,6 +107,8 @@ class FasterRCNNConfig:
     rpn_score_thresh: float = 0.0
     roi_output_size: int = 7
     roi_sampling_ratio: int = 2
+    roi_canonical_scale: int = 224
+    roi_canonical_level: int = 4
     box_head: str = "mlp"
     representation_size: int = 1024
     box_score_thresh: float = 0.05
@@ -352,7 +356,9 @@ def _rpn(body: DetectionBackbone, fpn: bool, config: FasterRCNNConfig) -> Region
 
 def _roi_heads(body: DetectionBackbone, num_classes: int, config: FasterRCNNConfig) -> RoIHeads:
     size, channels = config.roi_output_size, body.out_channels
-    pool = MultiScaleRoIAlign([f.name for f in body.levels], size, config.roi_sampling_ratio)
+    pool = MultiScaleRoIAlign([f.name for f in body.levels], size, config.roi_sampling_ratio,
+                              canonical_scale=config.roi_canonical_scale,
+                              canonical_level=config.roi_canonical_level)
     if config.box_head == "mlp":
         head = TwoMLPHead(channels * size * size, config.representation_size)
     else:  # torchvision's fasterrcnn_resnet50_fpn_v2 head
