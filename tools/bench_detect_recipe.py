@@ -16,6 +16,7 @@ test mAP50 and mAP50-95 (COCO, pycocotools) at fixed CPU-minute marks and at the
 
     python tools/bench_detect_recipe.py                        # both runs, 60 min each (~2.5 h)
     python tools/bench_detect_recipe.py --only recipe          # ours only
+    python tools/bench_detect_recipe.py --only recipe --recipe my.yaml --out runs/mine   # a variant
     python tools/bench_detect_recipe.py --report               # table and curve from finished runs
 """
 
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=60.0, help="CPU minutes a run (default: 60)")
     p.add_argument("--eval-every", type=int, default=250, help="score the test split every N iterations")
     p.add_argument("--only", choices=["recipe", "tv"], help="run one of the two")
+    p.add_argument("--recipe", type=Path, default=RECIPE_PRESET,
+                   help="detector preset of our run (default: configs/detect/train_recipe.yaml)")
     p.add_argument("--report", action="store_true", help="only redraw the table and curve")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             pre = pretrain_backbone(args.data, args.out, overrides={"threads": 1, "device": "cpu"}, log=log)
             meta_path.write_text(json.dumps({"pretrain_minutes": pre.minutes, "pretrain_val_top1": pre.val_top1,
                                              "budget": args.budget}))
-            train_detector(RECIPE_PRESET, args.data, args.out / "recipe", args.budget - pre.minutes,
+            train_detector(args.recipe, args.data, args.out / "recipe", args.budget - pre.minutes,
                            args.eval_every, pre.weights)
         if args.only in (None, "tv"):
             train_detector(TV_PRESET, args.data, args.out / "tv", args.budget, args.eval_every)

@@ -185,8 +185,10 @@ def test_labels_are_shifted_at_the_torchvision_boundary() -> None:
 def test_options_reach_the_parts_and_unknown_options_fail() -> None:
     model = _small(box_detections_per_img=7, box_nms_thresh=0.3, rpn_nms_thresh=0.6,
                    box_batch_size_per_image=8, representation_size=16, box_head="conv",
-                   rpn_conv_depth=2, fpn_norm="bn", image_mean=(0.5, 0.5, 0.5))
+                   rpn_conv_depth=2, fpn_norm="bn", image_mean=(0.5, 0.5, 0.5),
+                   roi_canonical_scale=56, roi_canonical_level=3)
     heads = model.roi_heads
+    assert (heads.box_roi_pool.canonical_scale, heads.box_roi_pool.canonical_level) == (56, 3)
     assert (heads.detections_per_img, heads.nms_thresh) == (7, 0.3)
     assert heads.fg_bg_sampler.batch_size_per_image == 8
     assert heads.box_predictor.cls_score.in_features == 16 and len(model.rpn.head.conv) == 2
