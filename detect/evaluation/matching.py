@@ -14,6 +14,11 @@ decreasing score order:
 3. Whatever remains is background: an unmatched ground-truth box is a miss (predicted
    background), an unmatched detection a false alarm (true background).
 
+False alarms are told apart by why they failed (the kinds of :data:`FALSE_ALARM_KINDS`, after
+the TIDE error types of Bolya et al., 2020): a *duplicate* overlaps, by ``>= iou_threshold``, a
+box that an earlier detection took (of either class); a *poor localisation* overlaps some
+ground-truth box by ``LOCALISATION_IOU <= IoU < iou_threshold``; the rest hit *background*.
+
 The confusion matrix is ``int64[C + 1, C + 1]``, rows = true class, columns = predicted class,
 index ``C`` = background. Hence for class ``c``: ``TP = M[c, c]``, ``FP = M[:, c].sum() - TP``
 (column), ``FN = M[c, :].sum() - TP`` (row).
@@ -33,6 +38,9 @@ from detect.evaluation.inputs import (
     check_iou,
     nan_to_none,
 )
+
+FALSE_ALARM_KINDS = ("duplicate", "poor localisation", "background")
+LOCALISATION_IOU = 0.1  # below it a false alarm is on background, not a badly placed box
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -90,8 +98,10 @@ def _ignored_overlap(gt: ImageGroundTruth, det_boxes: np.ndarray) -> np.ndarray:
     return np.where(gt.iscrowd[None, :], box_ioa(det_boxes, gt.boxes), box_iou(det_boxes, gt.boxes))
 
 
-def match_image(gt: ImageGroundTruth, det: ImageDetections, iou_threshold: float, num_classes: int) -> np.ndarray:
-    """Confusion matrix ``int64[C + 1, C + 1]`` of one image (the module docstring's rules).
+def match_image(gt: ImageGroundTruth, det: ImageDetections, iou_threshold: float,
+                num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Confusion matrix ``int64[C + 1, C + 1]`` of one image and its false alarms by kind,
+    ``int64[len(FALSE_ALARM_KINDS)]`` (the module docstring's rules).
 
     ``det`` must already be filtered by score.
     """
@@ -115,11 +125,25 @@ def match_image(gt: ImageGroundTruth, det: ImageDetections, iou_threshold: float
         matrix[labels[d], labels[d]] += 1
     for d in np.flatnonzero(stage2 >= 0):
         matrix[gt.labels[stage2[d]], labels[d]] += 1
-    for d in np.flatnonzero(left_det & (stage2 < 0)):
+    alarms = np.flatnonzero(left_det & (stage2 < 0))
+    for d in alarms:
         matrix[num_classes, labels[d]] += 1
     for g in np.flatnonzero(left_gt):
         matrix[gt.labels[g], num_classes] += 1
-    return matrix
+    return matrix, _false_alarm_kinds(iou[alarms], ~ignored, iou_threshold)
+
+
+def _false_alarm_kinds(iou: np.ndarray, counted: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Counts ``int64[3]`` of duplicates, poor localisations and background hits among false
+    alarms with IoU ``float64[A, G]`` to the ground truth, of which ``counted[G]`` are not ignored.
+
+    A false alarm at ``IoU >= iou_threshold`` with a counted box found that box already taken.
+    """
+    iou = np.where(counted[None, :], iou, 0.0)
+    duplicate = (iou >= iou_threshold).any(axis=1)
+    poor = ~duplicate & (iou >= LOCALISATION_IOU).any(axis=1)
+    background = ~duplicate & ~poor
+    return np.array([duplicate.sum(), poor.sum(), background.sum()], dtype=np.int64)
 
 
 @dataclass
@@ -130,6 +154,8 @@ class ThresholdMetrics:
         class_names: ``C`` names.
         score_threshold, iou_threshold: the operating point.
         confusion_matrix: ``int64[C + 1, C + 1]``, rows true, columns predicted, ``C`` = background.
+        false_alarms: ``int64[3]``, the background row's detections by kind
+            (:data:`FALSE_ALARM_KINDS`: duplicate, poor localisation, background).
         tp, fp, fn: ``int64[C]`` per class (derived from the matrix, see the module docstring).
         precision, recall, f1: ``float64[C]``; NaN where undefined (no detection / no ground truth;
             F1 is 0 when P = R = 0).
@@ -139,6 +165,7 @@ class ThresholdMetrics:
     score_threshold: float
     iou_threshold: float
     confusion_matrix: np.ndarray
+    false_alarms: np.ndarray
 
     @property
     def tp(self) -> np.ndarray:
@@ -192,6 +219,7 @@ class ThresholdMetrics:
             **totals,
             "per_class": per_class,
             "confusion_matrix": self.confusion_matrix.tolist(),
+            "false_alarms": dict(zip(FALSE_ALARM_KINDS, map(int, self.false_alarms))),
         }
 
 
@@ -230,9 +258,12 @@ class DetectionMetrics(StoredEvaluator):
         self._store.require_images(type(self).__name__)
         c = len(self.class_names)
         matrix = np.zeros((c + 1, c + 1), dtype=np.int64)
+        alarms = np.zeros(len(FALSE_ALARM_KINDS), dtype=np.int64)
         for gt, det in zip(self._store.ground_truth, self._store.detections):
             keep = det.scores >= self.score_threshold
             kept = ImageDetections(det.image_id, det.boxes[keep], det.scores[keep], det.labels[keep])
-            matrix += match_image(gt, kept, self.iou_threshold, c)
-        return ThresholdMetrics(list(self.class_names), self.score_threshold, self.iou_threshold, matrix)
+            image_matrix, image_alarms = match_image(gt, kept, self.iou_threshold, c)
+            matrix += image_matrix
+            alarms += image_alarms
+        return ThresholdMetrics(list(self.class_names), self.score_threshold, self.iou_threshold, matrix, alarms)
 

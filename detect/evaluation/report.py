@@ -18,7 +18,7 @@ import numpy as np
 
 from detect.evaluation.coco import COCOEvaluator, COCOResult
 from detect.evaluation.inputs import nan_to_none
-from detect.evaluation.matching import DetectionMetrics, ThresholdMetrics
+from detect.evaluation.matching import LOCALISATION_IOU, DetectionMetrics, ThresholdMetrics
 from detect.evaluation.voc import VOCEvaluator, VOCResult
 
 PER_CLASS_COLUMNS = ("class", "GT", "AP", "AP50", "VOC_AP50", "P", "R", "F1", "TP", "FP", "FN")
@@ -134,6 +134,7 @@ class EvaluationReport:
             _md_table(list(PER_CLASS_COLUMNS), [[_fmt(v) for v in row.values()] for row in self.per_class_rows()]),
             "### Confusion matrix (rows: true class, columns: predicted class)",
             _md_table(*self._matrix_cells()),
+            self._false_alarm_line(),
         ]
         return "\n\n".join(sections) + "\n"
 
@@ -161,6 +162,14 @@ class EvaluationReport:
             matrix.add_row(*row)
         for table in (summary, per_class, matrix):
             console.print(table)
+        console.print(self._false_alarm_line())
+
+    def _false_alarm_line(self) -> str:
+        counts = self.threshold.to_dict()["false_alarms"]
+        kinds = ", ".join(f"{kind} {n}" for kind, n in counts.items())
+        return (f"False alarms (the background row) by kind: {kinds} (duplicate: IoU >= "
+                f"{self.threshold.iou_threshold:g} with a box already found; poor "
+                f"localisation: {LOCALISATION_IOU:g} <= IoU < {self.threshold.iou_threshold:g} with some box).")
 
     def _matrix_cells(self) -> tuple[list[str], list[list[str]]]:
         names = [*self.class_names, "background"]

@@ -79,6 +79,7 @@ def test_confusion_matrix_and_counts() -> None:
     m = metrics.compute()
     assert m.confusion_matrix.tolist() == EXPECTED_MATRIX
     assert m.tp.tolist() == [2, 0] and m.fp.tolist() == [2, 1] and m.fn.tolist() == [0, 2]
+    assert m.false_alarms.tolist() == [1, 0, 1]  # the duplicate cat on A, the dog on nothing
     np.testing.assert_allclose(m.precision, [0.5, 0.0])
     np.testing.assert_allclose(m.recall, [1.0, 0.0])
     np.testing.assert_allclose(m.f1, [2 / 3, 0.0])  # F1 = 2PR/(P+R); 0 when P = R = 0
@@ -92,6 +93,30 @@ def test_lower_score_threshold_recovers_the_miss() -> None:
     metrics = DetectionMetrics(NAMES, score_threshold=0.05)
     metrics.process(*hand_case())
     assert metrics.compute().confusion_matrix.tolist() == [[2, 0, 0], [1, 1, 0], [1, 1, 0]]
+
+
+def test_false_alarms_by_kind() -> None:
+    targets = [{"image_id": 1, "boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]]),
+                "labels": torch.tensor([0, 1]), "iscrowd": torch.tensor([False, True])}]
+    outputs = [{
+        "boxes": torch.tensor([
+            [0.0, 0, 10, 10],  # cat on the cat: TP
+            [0, 0, 10, 10],  # dog on the cat already found: duplicate of the other class
+            [1, 0, 11, 10],  # cat at IoU 90/110 with the found cat: duplicate
+            [5, 0, 15, 10],  # cat at IoU 50/150 = 0.33: poor localisation
+            [9, 0, 19, 10],  # cat at IoU 10/190 < 0.1: background
+            [52, 52, 58, 58],  # cat near the dog crowd only: background (crowds are not counted)
+            [50, 50, 60, 60],  # dog inside the dog crowd: ignored, no false alarm
+        ]),
+        "scores": torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]),
+        "labels": torch.tensor([0, 1, 0, 0, 0, 0, 1]),
+    }]
+    metrics = DetectionMetrics(NAMES, score_threshold=0.25, iou_threshold=0.5)
+    metrics.process(targets, outputs)
+    m = metrics.compute()
+    assert m.confusion_matrix[2].tolist() == [4, 1, 0]  # five false alarms in the background row
+    assert m.false_alarms.tolist() == [2, 1, 2]
+    assert m.to_dict()["false_alarms"] == {"duplicate": 2, "poor localisation": 1, "background": 2}
 
 
 def test_undefined_rates_are_nan() -> None:
@@ -186,6 +211,7 @@ def test_to_markdown(report) -> None:
     assert f"| cat | 2 | {ap:.3f} | {ap50:.3f} | 1.000 | 0.500 | 1.000 | 0.667 | 2 | 2 | 0 |" in md
     assert "| true \\ pred | cat | dog | background |" in md
     assert "| dog | 1 | 0 | 1 |" in md and "| background | 1 | 1 | 0 |" in md
+    assert "by kind: duplicate 1, poor localisation 0, background 1 (" in md
 
 
 def test_print_table(report) -> None:
@@ -193,4 +219,5 @@ def test_print_table(report) -> None:
     report.print_table(console)
     text = console.export_text()
     assert "Per class" in text and "background" in text and "VOC12_AP50" in text
+    assert "duplicate 1, poor localisation 0, background 1" in text
     assert f"{report.coco.stats['AP']:.3f}" in text and "0.625" in text
