@@ -78,8 +78,8 @@ class FasterRCNNConfig:
     ``rpn_conv_depth`` (3x3 convs in the RPN head).  RoI heads: ``roi_output_size``,
     ``roi_sampling_ratio``, ``roi_canonical_scale``/``roi_canonical_level`` (FPN level mapping:
     a box of side ``sqrt(w * h) = canonical_scale`` is pooled from level ``canonical_level``,
-    i.e. stride ``2 ** level``; one level finer per halving), ``box_head`` (``"mlp"`` or ``"conv"``), ``representation_size``
-    (width of the box head's FC layers), and ``box_*``/``bbox_reg_weights`` as in torchvision.
+    i.e. stride ``2 ** level``; one level finer per halving), ``box_head`` (``"mlp"`` or
+    ``"conv"``), ``representation_size`` (width of the box head's FC layers), and ``box_*``/``bbox_reg_weights`` as in torchvision.
     """
 
     min_size: int = 800
