@@ -31,8 +31,12 @@ def build_detector(name: str, num_classes: int, image_size: int | None,
         raise ValueError(f"cannot build detector {name!r} with detector_kwargs {dict(kwargs or {})}: {exc}") from exc
 
 
-def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, list[str]]:
+def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu",
+                  image_size: int | None = None) -> tuple[nn.Module, list[str]]:
     """The detector saved in a training checkpoint, in eval mode on ``device``, and its class names.
+
+    ``image_size`` replaces the input size of the checkpoint's config (and any ``test_size``):
+    the weights do not depend on it, so a model can be run at another size than it was trained at.
 
     Raises:
         FileNotFoundError: no file at ``checkpoint_path``.
@@ -47,7 +51,9 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
         raise ValueError(f"{checkpoint_path}: not a detector checkpoint (expected the config keys 'detector' "
                          f"and 'image_size' and class names; got config keys {sorted(config)[:10]})")
     kwargs = _rebuild_kwargs(dict(config.get("detector_kwargs") or {}))
-    model = build_detector(config["detector"], len(names), config.get("image_size"), kwargs)
+    if image_size is not None:
+        kwargs.pop("test_size", None)
+    model = build_detector(config["detector"], len(names), image_size or config.get("image_size"), kwargs)
     load_weights(model, ckpt.model, f"{checkpoint_path} (detector {config['detector']!r})")
     return model.to(device).eval(), names
 

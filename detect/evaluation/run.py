@@ -55,8 +55,8 @@ def _check_source(predictions: Path | None, model: str | None, weights: Path | N
     if sum(x is not None for x in (predictions, model, checkpoint)) != 1:
         raise ValueError("expected exactly one source of detections: a predictions file/folder, a model name "
                          "or a checkpoint")
-    if checkpoint is not None and (weights is not None or image_size is not None):
-        raise ValueError("--weights and --image-size go with --model; a checkpoint carries its own")
+    if checkpoint is not None and weights is not None:
+        raise ValueError("--weights goes with --model; a checkpoint carries its own")
     if predictions is not None and (weights is not None or image_size is not None):
         raise ValueError("--weights and --image-size go with --model, not with --predictions")
     if weights is not None and not Path(weights).is_file():
@@ -78,13 +78,14 @@ def predict_with_model(data: DatasetSplit, model: str, weights: Path | None, ima
     return predict_dataset(net, DetectionDataset(data), batch_size=batch_size, device=device)
 
 
-def predict_with_checkpoint(data: DatasetSplit, checkpoint: Path, device: str,
-                            batch_size: int) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
-    """Rebuild the detector saved by ``detect train`` and run it over every image of ``data``."""
+def predict_with_checkpoint(data: DatasetSplit, checkpoint: Path, device: str, batch_size: int,
+                            image_size: int | None = None) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
+    """Rebuild the detector saved by ``detect train`` and run it over every image of ``data``
+    (at ``image_size`` instead of the checkpoint's input size when given)."""
     from detect.evaluation.inference import predict_dataset
     from detect.loading import load_detector
 
-    net, names = load_detector(checkpoint, resolve_device(device))
+    net, names = load_detector(checkpoint, resolve_device(device), image_size)
     if list(names) != list(data.class_names):
         raise ValueError(f"{checkpoint} was trained on classes {_short(names)}, but the ground truth has "
                          f"{_short(data.class_names)}")
@@ -134,7 +135,8 @@ def run_evaluation(
         split, fmt: the split (default: :func:`default_split`) and the dataset format (detected).
         predictions: a COCO results JSON or a YOLO predictions folder (``detect.evaluation.results_io``).
         model, weights, image_size: a registry detector (``detect.registry.get_detector``), its
-            local weights and input size, run over the split's images instead of ``predictions``.
+            local weights and input size, run over the split's images instead of ``predictions``
+            (``image_size`` also replaces a ``checkpoint``'s input size).
         out_dir: folder for the outputs (created).
         backend: COCO backend, ``pycocotools`` or ``faster-coco-eval``.
         iou, score_threshold: operating point of P/R/F1 and the confusion matrix (not of mAP).
@@ -155,7 +157,7 @@ def run_evaluation(
         outputs = read_results(data, Path(predictions), predictions_format)
         targets = [target_from_record(r) for r in data.images]
     elif checkpoint is not None:
-        targets, outputs = predict_with_checkpoint(data, Path(checkpoint), device, batch_size)
+        targets, outputs = predict_with_checkpoint(data, Path(checkpoint), device, batch_size, image_size)
     else:
         targets, outputs = predict_with_model(data, model, weights, image_size, device, batch_size)
     report = evaluate_all(data.class_names, targets, outputs, score_threshold=score_threshold, iou=iou, backend=backend)

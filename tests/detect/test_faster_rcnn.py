@@ -202,6 +202,22 @@ def test_options_reach_the_parts_and_unknown_options_fail() -> None:
         _small(box_head="res5")
 
 
+def test_test_size_resizes_in_eval_mode_only() -> None:
+    model = _small(test_size=96)
+    images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))]
+    assert model.transform(images)[0].image_sizes == [(64, 64)]
+    model.eval()
+    assert model.transform(images)[0].image_sizes == [(96, 96)]
+    with torch.no_grad():
+        boxes = torch.cat([o["boxes"] for o in model(images)])
+    assert boxes.numel() and boxes.max() <= 64  # mapped back to the input images
+    model.train()
+    assert (model.transform.min_size, model.transform.max_size) == ((64,), 64)
+    assert model.config["test_size"] == 96
+    with pytest.raises(ValueError, match="test_size must be at least 32 pixels, got 8"):
+        _small(test_size=8)
+
+
 def test_normalisation_comes_from_the_backbone_entry() -> None:
     model = _small("efficientnet_lite0")
     entry = get_model_entry("efficientnet_lite0")

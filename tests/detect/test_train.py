@@ -306,5 +306,12 @@ def test_detect_eval_runs_a_training_checkpoint(run, tiny: Path, tmp_path: Path)
     metrics = json.loads((out / "metrics.json").read_text())
     again = json.loads((result.run_dir / "metrics.json").read_text())  # fit's own test report, same weights
     assert metrics["coco"]["AP"] == pytest.approx(again["coco"]["AP"], abs=1e-12)
-    wrong = run_cli("eval", tiny, "--checkpoint", result.run_dir / "best.pt", "--image-size", 64, "--out", out)
+    wrong = run_cli("eval", tiny, "--checkpoint", result.run_dir / "best.pt", "--weights", result.run_dir / "last.pt",
+                    "--out", out)
     assert wrong.returncode == 2 and "a checkpoint carries its own" in wrong.stderr
+    larger = run_cli("eval", tiny, "--split", "test", "--checkpoint", result.run_dir / "best.pt",
+                     "--image-size", config.image_size * 2, "--out", tmp_path / "larger", "--examples", "0")
+    assert larger.returncode == 0, larger.stderr
+    assert (tmp_path / "larger" / "metrics.json").is_file()
+    model, _ = load_detector(result.run_dir / "best.pt", image_size=config.image_size * 2)
+    assert model.model.transform.min_size == (config.image_size * 2,)  # the peer's torchvision transform
