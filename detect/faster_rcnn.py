@@ -137,6 +137,8 @@ class FasterRCNNConfig:
             raise ValueError(f"{where}: box_head must be one of {_BOX_HEADS}, got {config.box_head!r}")
         if config.fpn_norm not in _NORMS:
             raise ValueError(f"{where}: fpn_norm must be None or 'bn', got {config.fpn_norm!r}")
+        if config.test_size is not None and config.test_size < 32:
+            raise ValueError(f"{where}: test_size must be at least 32 pixels, got {config.test_size}")
         return config
 
 
@@ -397,8 +399,6 @@ class EvalSizeTransform(GeneralizedRCNNTransform):
     def __init__(self, min_size: int, max_size: int, image_mean: list[float], image_std: list[float],
                  size_divisible: int, test_size: int | None = None) -> None:
         super().__init__(min_size, max_size, image_mean, image_std, size_divisible=size_divisible)
-        if test_size is not None and test_size < 32:
-            raise ValueError(f"test_size must be at least 32 pixels, got {test_size}")
         self.test_size = test_size
         self._train_sizes = (self.min_size, self.max_size)
 

@@ -53,7 +53,9 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
     kwargs = _rebuild_kwargs(dict(config.get("detector_kwargs") or {}))
     if image_size is not None:
         kwargs.pop("test_size", None)
-    model = build_detector(config["detector"], len(names), image_size or config.get("image_size"), kwargs)
+    else:
+        image_size = config.get("image_size")
+    model = build_detector(config["detector"], len(names), image_size, kwargs)
     load_weights(model, ckpt.model, f"{checkpoint_path} (detector {config['detector']!r})")
     return model.to(device).eval(), names
 
