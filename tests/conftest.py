@@ -1,10 +1,15 @@
-"""Test-wide settings: one torch thread per test process; no test may open a network connection."""
+"""Test-wide settings: one torch thread per test process; no test may open a network connection;
+``load_tool`` imports a script of ``tools/``."""
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -55,3 +60,15 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+
+
+@pytest.fixture
+def load_tool() -> Callable[[str], ModuleType]:
+    """``load_tool("bench_classify")`` -> the module ``tools/bench_classify.py`` (not a package)."""
+    def load(name: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[1]
+import pytest
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("bench_detect_recipe", REPO / "tools/bench_detect_recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def tool(load_tool: Callable[[str], ModuleType]) -> ModuleType:
+    return load_tool("bench_detect_recipe")
 
 
 def _history(run_dir: Path, rows: list[tuple[float, float, float]], final: dict | None) -> None:
@@ -23,8 +22,7 @@ def _history(run_dir: Path, rows: list[tuple[float, float, float]], final: dict 
     (run_dir / "history.json").write_text(json.dumps({"epochs": epochs, "test": final}))
 
 
-def test_report_reads_curves_offsets_pretraining_and_marks(tmp_path: Path) -> None:
-    tool = _tool()
+def test_report_reads_curves_offsets_pretraining_and_marks(tmp_path: Path, tool: ModuleType) -> None:
     _history(tmp_path / "recipe", [(5.0, 0.5, 0.2), (20.0, 0.9, 0.5), (41.5, 0.95, 0.6)], {"AP50": 0.96, "AP": 0.61})
     _history(tmp_path / "tv", [(10.0, 0.0, 0.0), (30.0, 0.01, 0.0), (49.5, 0.02, 0.01)], None)
     (tmp_path / "bench.json").write_text(json.dumps({"pretrain_minutes": 8.0}))
@@ -40,15 +38,13 @@ def test_report_reads_curves_offsets_pretraining_and_marks(tmp_path: Path) -> No
     assert (tmp_path / "curve.png").stat().st_size > 0 and (tmp_path / "bench.md").read_text() == text
 
 
-def test_a_run_that_stopped_early_has_no_value_at_later_marks(tmp_path: Path) -> None:
-    tool = _tool()
+def test_a_run_that_stopped_early_has_no_value_at_later_marks(tmp_path: Path, tool: ModuleType) -> None:
     points = [(0.0, 0.0, 0.0), (10.0, 0.3, 0.1)]
     assert tool.at(points, 10) == (0.3, 0.1) and tool.at(points, 5) == (0.0, 0.0)
     assert tool.at(points, 20) is None
 
 
-def test_the_final_test_report_ends_the_curve_when_the_last_row_has_no_test_score() -> None:
-    tool = _tool()
+def test_the_final_test_report_ends_the_curve_when_the_last_row_has_no_test_score(tool: ModuleType) -> None:
     epochs = [{"minutes": 7.8, "test_AP50": 0.45, "test_AP": 0.2}, {"minutes": 49.4, "val_AP": 0.5}]
     history = {"epochs": epochs, "test": {"AP50": 0.75, "AP": 0.47}}
     assert tool.curve(history, 9.0)[-1] == (58.4, 0.75, 0.47)
