@@ -11,7 +11,9 @@
 4. training only (:class:`Augment`): random crop of ``S x S`` after zero-padding every side
    by ``round(crop_padding * S)`` px, horizontal flip with probability ``hflip``, brightness
    (multiply by ``U(1 - b, 1 + b)``) and contrast (blend with the image mean by
-   ``U(1 - c, 1 + c)``), then clamp to [0, 1];
+   ``U(1 - c, 1 + c)``), then clamp to [0, 1], then random erasing with probability ``erasing``
+   (Zhong et al., 2017): a rectangle of ``U(0.02, 0.33)`` of the image's area, aspect ratio
+   (h/w) log-uniform in ``[0.3, 3.3]`` (clipped to the image), filled with uniform noise;
 5. normalise with the model entry's mean/std (averaged to one value for a 1-channel input).
 
 Random draws come from the ``generator`` passed in, one set per image, so a seeded generator
@@ -20,6 +22,7 @@ gives the same augmentation on every run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Augment", "BatchTransform", "match_channels", "normalization_for", "random_crop"]
+__all__ = ["Augment", "BatchTransform", "match_channels", "normalization_for", "random_crop", "random_erase"]
 
 _LUMA = (0.299, 0.587, 0.114)
+ERASE_AREA = (0.02, 0.33)  # share of the image a random-erasing rectangle covers
+ERASE_ASPECT = (0.3, 3.3)  # its height / width
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,12 @@ class Augment:
     hflip: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
+    erasing: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value, high in (("crop_padding", self.crop_padding, 0.5), ("hflip", self.hflip, 1.0),
-                                  ("brightness", self.brightness, 1.0), ("contrast", self.contrast, 1.0)):
+                                  ("brightness", self.brightness, 1.0), ("contrast", self.contrast, 1.0),
+                                  ("erasing", self.erasing, 1.0)):
             if not 0 <= value <= high:
                 raise ValueError(f"Augment.{name}: expected a value in [0, {high}], got {value}")
 
@@ -101,6 +108,34 @@ def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = Non
     return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
+def random_erase(x: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    """Random erasing of ``x: float [N, C, H, W]`` in [0, 1]: with probability ``p`` an image gets
+    one rectangle of uniform noise, its area a ``U(*ERASE_AREA)`` share of ``H * W`` and its
+    height/width log-uniform in ``ERASE_ASPECT`` (sides clipped to the image)."""
+    if p == 0:
+        return x
+    n, _, h, w = x.shape
+    area = h * w * _between(n, ERASE_AREA, x, generator)
+    aspect = _between(n, tuple(math.log(a) for a in ERASE_ASPECT), x, generator).exp()
+    eh = (area * aspect).sqrt().round().clamp(1, h)
+    ew = (area / aspect).sqrt().round().clamp(1, w)
+    top = (_between(n, (0.0, 1.0), x, generator) * (h - eh + 1)).floor()
+    left = (_between(n, (0.0, 1.0), x, generator) * (w - ew + 1)).floor()
+    rows = torch.arange(h, device=x.device, dtype=x.dtype)
+    cols = torch.arange(w, device=x.device, dtype=x.dtype)
+    inside = (((rows >= top[:, None]) & (rows < (top + eh)[:, None]))[:, :, None]
+              & ((cols >= left[:, None]) & (cols < (left + ew)[:, None]))[:, None, :])  # [N, H, W]
+    chosen = torch.rand(n, generator=generator, device=x.device) < p
+    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return torch.where((inside & chosen[:, None, None])[:, None], noise, x)
+
+
+def _between(n: int, bounds: tuple[float, float], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``[N]`` values drawn from ``U(*bounds)``."""
+    low, high = bounds
+    return low + (high - low) * torch.rand(n, generator=generator, device=like.device, dtype=like.dtype)
+
+
 def _uniform(n: int, spread: float, like: Tensor, generator: torch.Generator | None) -> Tensor:
     """``[N, 1, 1, 1]`` factors drawn from ``U(1 - spread, 1 + spread)``."""
     u = torch.rand(n, generator=generator, device=like.device, dtype=like.dtype)
@@ -119,7 +154,9 @@ def augment_batch(x: Tensor, aug: Augment, generator: torch.Generator | None = N
     if aug.contrast > 0:
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = mean + (x - mean) * _uniform(n, aug.contrast, x, generator)
-    return x.clamp_(0, 1) if aug.brightness > 0 or aug.contrast > 0 else x
+    if aug.brightness > 0 or aug.contrast > 0:
+        x = x.clamp_(0, 1)
+    return random_erase(x, aug.erasing, generator)
 
 
 class BatchTransform:

@@ -144,7 +144,8 @@ def build_transforms(config: TrainConfig) -> tuple[BatchTransform, BatchTransfor
     """(training, evaluation) batch transforms of a resolved ``config``."""
     entry = get_model_entry(config.model)
     assert config.image_size is not None and config.in_chans is not None, "resolve_config first"
-    augment = Augment(config.crop_padding, config.hflip or 0.0, config.brightness, config.contrast)
+    augment = Augment(config.crop_padding, config.hflip or 0.0, config.brightness, config.contrast,
+                      config.erasing)
     common = (config.image_size, config.in_chans, entry.mean, entry.std, config.fit_mode)
     return BatchTransform(*common, augment=augment), BatchTransform(*common)
 

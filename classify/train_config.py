@@ -58,6 +58,8 @@ class TrainConfig:
                               "[1 - b, 1 + b]")
     contrast: float = param(0.0, ge=0, lt=1, help="blend each image with its mean by a factor "
                             "drawn from [1 - c, 1 + c]")
+    erasing: float = param(0.0, ge=0, le=1, help="random-erasing probability: a noise rectangle "
+                           "of 2-33% of the image, aspect 0.3-3.3 (Zhong et al., 2017)")
     # -- model
     model: str = param("lenet5", help="registry name (see 'classify list')")
     weights: str | None = param(None, help="packaged weights tag (e.g. imagenet) or a local "

@@ -11,11 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from classify.augment import (Augment, BatchTransform, fit_to_size, match_channels,
-                              normalization_for, random_crop)
+from classify.augment import (ERASE_AREA, Augment, BatchTransform, fit_to_size, match_channels,
+                              normalization_for, random_crop, random_erase)
 from classify.data import (FASHION_CLASSES, TensorImageDataset, default_hflip, load_data,
                            load_fashion_mnist, load_named, load_split, per_class_subset, read_idx,
                            stratified_split)
+from classify.run import build_transforms
+from classify.train_config import TrainConfig
 
 
 def _write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
@@ -232,6 +234,34 @@ def test_augmentation_is_seeded_and_flip_mirrors() -> None:
     assert torch.allclose(flip, images.float().flip(-1) / 255)
     with pytest.raises(ValueError, match=r"Augment.hflip: expected a value in \[0, 1.0\], got 2"):
         Augment(hflip=2)
+
+
+def test_random_erase_fills_one_rectangle_of_noise_per_chosen_image() -> None:
+    x = torch.full((64, 2, 20, 30), 2.0)  # outside [0, 1]: noise can never equal it
+    out = random_erase(x, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, random_erase(x, 1.0, torch.Generator().manual_seed(0)))
+    changed = out != x
+    assert torch.equal(changed[:, 0], changed[:, 1])  # the same rectangle in every channel
+    for i, mask in enumerate(changed[:, 0]):
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        h, w = len(rows), len(cols)
+        assert rows[-1] - rows[0] + 1 == h and cols[-1] - cols[0] + 1 == w, i  # contiguous
+        assert int(mask.sum()) == h * w, i  # a full rectangle
+        low, high = ERASE_AREA[0] * 600, ERASE_AREA[1] * 600  # sides rounded: up to 0.5 px more or less
+        assert (low**0.5 - 0.5) ** 2 <= h * w <= high + 0.5 * (20 + 30) + 0.25, (i, h, w)
+    erased = out[changed]
+    assert 0 <= float(erased.min()) and float(erased.max()) < 1 and erased.std() > 0.2
+    assert torch.equal(random_erase(x, 0.0), x)
+    kept = random_erase(x, 0.5, torch.Generator().manual_seed(1)) == x
+    assert 10 < int(kept.flatten(1).all(1).sum()) < 54  # about half the images untouched
+
+
+def test_erasing_option_reaches_the_training_transform() -> None:
+    config = TrainConfig(data="digits", erasing=1.0, image_size=16, in_chans=1)
+    train, evaluate = build_transforms(config)
+    assert train.augment is not None and train.augment.erasing == 1.0 and evaluate.augment is None
+    with pytest.raises(ValueError, match=r"Augment.erasing: expected a value in \[0, 1.0\], got 1.5"):
+        Augment(erasing=1.5)
 
 
 def test_fit_to_size_pad_centres_and_resizes_larger() -> None:
