@@ -6,8 +6,8 @@ mean wall-clock seconds of one training epoch (data, augmentation, forward, back
 validation excluded) and the command that reproduces the row.
 
     python tools/bench_classify.py                  # the quick rows (about 25 min on 1 thread)
-    python tools/bench_classify.py --rows full      # + ResNet-18 (20 epochs), MobileNet v2 (~4.5 h more)
-    python tools/bench_classify.py --rows resnet18_fashion --threads 2   # 1 h 45 min on 2 cores
+    python tools/bench_classify.py --rows full      # + ResNet-18 (30 epochs), MobileNet v2 (~5.5 h more)
+    python tools/bench_classify.py --rows resnet18_fashion --threads 2   # 2 h 37 min on 2 cores
     python tools/bench_classify.py --rows resnet18_fashion --epochs 1 --subset 500   # a trial
     python tools/bench_classify.py --threads 2 --out runs/bench_classify
     python tools/bench_classify.py --rows full --resume   # continue rows stopped part-way
