@@ -121,13 +121,16 @@ def random_erase(x: Tensor, p: float, generator: torch.Generator | None = None) 
     ew = (area / aspect).sqrt().round().clamp(1, w)
     top = (_between(n, (0.0, 1.0), x, generator) * (h - eh + 1)).floor()
     left = (_between(n, (0.0, 1.0), x, generator) * (w - ew + 1)).floor()
-    rows = torch.arange(h, device=x.device, dtype=x.dtype)
-    cols = torch.arange(w, device=x.device, dtype=x.dtype)
-    inside = (((rows >= top[:, None]) & (rows < (top + eh)[:, None]))[:, :, None]
-              & ((cols >= left[:, None]) & (cols < (left + ew)[:, None]))[:, None, :])  # [N, H, W]
+    inside = _within(top, eh, h)[:, :, None] & _within(left, ew, w)[:, None, :]  # [N, H, W]
     chosen = torch.rand(n, generator=generator, device=x.device) < p
     noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return torch.where((inside & chosen[:, None, None])[:, None], noise, x)
+
+
+def _within(start: Tensor, length: Tensor, size: int) -> Tensor:
+    """``[N, size]`` mask of the indices ``start <= i < start + length`` (``start, length: [N]``)."""
+    index = torch.arange(size, device=start.device, dtype=start.dtype)
+    return (index >= start[:, None]) & (index < (start + length)[:, None])
 
 
 def _between(n: int, bounds: tuple[float, float], like: Tensor, generator: torch.Generator | None) -> Tensor:
