@@ -82,6 +82,8 @@ class DetectTrainConfig:
     scale_jitter: tuple[float, float] | None = param((0.8, 1.2), gt=0, help="random scale range "
                                                      "(null: off)")
     color_jitter: float = param(0.2, ge=0, le=1, help="brightness/contrast/saturation jitter strength")
+    translate: bool = param(False, help="letterbox: place each training image at a random position of "
+                            "the canvas (a random crop when scale jitter enlarges it) instead of centred")
     num_workers: int = param(0, ge=0, help="data-loading processes")
     # -- validation, checkpoints, run
     eval_period: int = param(1, ge=0, help="validate every N epochs (0: only at the end)")

@@ -81,7 +81,8 @@ def build_train_loader(split: DatasetSplit, config: DetectTrainConfig,
                        device: torch.device) -> tuple[DataLoader, GroupedBatchSampler, SeededDataset]:
     """The training loader, its batch sampler and its seeded dataset (both need ``set_epoch``)."""
     transforms = build_transforms(True, config.image_size, letterbox=config.letterbox, hflip=config.hflip,
-                                  scale_jitter=config.scale_jitter, color_jitter=config.color_jitter)
+                                  scale_jitter=config.scale_jitter, color_jitter=config.color_jitter,
+                                  translate=config.translate)
     dataset = SeededDataset(DetectionDataset(split, transforms), seed=config.seed)
     if config.letterbox:
         groups = [0] * len(split.images)

@@ -163,14 +163,18 @@ class Letterbox(_Geometric):
 
     ``scale_range`` (training only) multiplies ``scale`` by a random factor; above 1 the resized
     image exceeds the canvas, is cropped around its centre (negative pads) and the boxes are
-    clipped. The boxes use the exact ``scale``; the image's size is rounded to whole pixels, a
-    sub-pixel difference.
+    clipped. ``translate`` (training only) places the resized image at a uniformly random
+    offset instead of the centre: anywhere on the canvas when it is smaller, a crop at a random
+    position when it is larger, so every region of an upscaled image is seen. The boxes use the
+    exact ``scale``; the image's size is rounded to whole pixels, a sub-pixel difference.
     """
 
-    def __init__(self, size: int, fill: float = 114 / 255, scale_range: tuple[float, float] | None = None):
+    def __init__(self, size: int, fill: float = 114 / 255, scale_range: tuple[float, float] | None = None,
+                 translate: bool = False):
         self.size = size
         self.fill = fill
         self.scale_range = scale_range
+        self.translate = translate
 
     def apply(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
         h, w = image.shape[-2:]
@@ -178,12 +182,19 @@ class Letterbox(_Geometric):
         if self.scale_range is not None:
             scale *= _uniform(*self.scale_range)
         new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-        pad_x, pad_y = (self.size - new_w) // 2, (self.size - new_h) // 2
+        pad_x, pad_y = self._offset(self.size - new_w), self._offset(self.size - new_h)
         padding = [pad_x, pad_y, self.size - new_w - pad_x, self.size - new_h - pad_y]
         image = F.resize(image, [new_h, new_w], antialias=True)
         image = F.pad(image, padding, fill=self.fill)  # negative padding crops
         boxes = target["boxes"] * scale + _xyxy_shift(target["boxes"], pad_x, pad_y)
         return image, dict(target, boxes=boxes, letterbox=(scale, pad_x, pad_y))
+
+    def _offset(self, slack: int) -> int:
+        """Pad before the image along one side: half of ``slack`` (canvas minus image, negative
+        when the image is larger), or with ``translate`` a uniform integer between 0 and it."""
+        if not self.translate:
+            return slack // 2
+        return min(0, slack) + int(torch.randint(abs(slack) + 1, ()).item())
 
 
 def _xyxy_shift(boxes: Tensor, dx: float, dy: float) -> Tensor:
@@ -229,6 +240,7 @@ def build_transforms(
     hflip: float = 0.5,
     scale_jitter: tuple[float, float] | None = (0.8, 1.2),
     color_jitter: float = 0.2,
+    translate: bool = False,
 ) -> Compose:
     """Standard training or evaluation pipeline.
 
@@ -236,12 +248,13 @@ def build_transforms(
     random. Training adds scale jitter (inside the letterbox, or after the resize; ``None`` turns
     it off), a horizontal flip with probability ``hflip`` (use 0 for mirror-asymmetric classes
     such as digits) and colour jitter of strength ``color_jitter`` (brightness, contrast and
-    saturation by ``color_jitter``, hue by a tenth of it; 0 turns it off).
+    saturation by ``color_jitter``, hue by a tenth of it; 0 turns it off). ``translate`` (letterbox
+    only) places each scaled training image at a random position of the canvas.
     """
     jitter = scale_jitter if train and scale_jitter is not None else None
     steps: list[PairTransform] = []
     if letterbox:
-        steps.append(Letterbox(size, scale_range=jitter))
+        steps.append(Letterbox(size, scale_range=jitter, translate=train and translate))
     else:
         steps.append(Resize(size))
         if jitter is not None:

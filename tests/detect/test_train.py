@@ -135,7 +135,7 @@ def test_resume_mid_epoch_equals_uninterrupted_training_bit_for_bit(tiny: Path, 
     # 12 images, batch 4: 3 batches an epoch; 5 iterations cross an epoch boundary after the resume
     config = make_config(tiny, tmp_path / "straight", max_iters=5, warmup_iters=2, ema=True, ema_tau=3.0,
                          val_split=None, test_split=None, hflip=0.5, color_jitter=0.3, scale_jitter=(0.7, 1.3),
-                         milestones=(0.5,))
+                         translate=True, milestones=(0.5,))
     straight = fit(config)
     split = dataclasses.replace(config, output=tmp_path / "split")
     first = fit(split, stop_after=2)

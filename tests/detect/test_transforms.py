@@ -176,6 +176,38 @@ def test_letterbox_zoom_in_crops_and_clips():
     assert out["labels"].tolist() == [10]
 
 
+@pytest.mark.parametrize("side, scale", [(20, 2.0), (40, 2.0), (40, 0.5)])
+def test_letterbox_translate_places_the_image_at_random_offsets(side, scale):
+    # a one-pixel white dot on black: after the transform it sits where its box says
+    image = torch.zeros(3, side, side)
+    image[:, 7, 11] = 1.0
+    target = make_target([[11.0, 7.0, 12.0, 8.0]])
+    letterbox = Letterbox(40, fill=0.0, scale_range=(scale, scale), translate=True)
+    slack = 40 - round(40 * scale)  # canvas side minus the resized image's side
+    torch.manual_seed(0)
+    offsets = set()
+    for _ in range(60):
+        out_image, out = letterbox(image, target)
+        assert out_image.shape == (3, 40, 40)
+        s, pad_x, pad_y = out["letterbox"]
+        assert s == pytest.approx(40 / side * scale)
+        assert min(0, slack) <= pad_x <= max(0, slack) and min(0, slack) <= pad_y <= max(0, slack)
+        offsets.add((pad_x, pad_y))
+        if len(out["boxes"]):  # the dot stayed on the canvas: image and box moved together
+            x1, y1, x2, y2 = out["boxes"][0].tolist()
+            inside = out_image[0, int(y1):int(y2) + 1, int(x1):int(x2) + 1]
+            assert inside.max() > 0.2
+            near = out_image[0, max(0, int(y1) - 2):int(y2) + 3, max(0, int(x1) - 2):int(x2) + 3]
+            assert float(near.sum()) == pytest.approx(float(out_image[0].sum()), rel=1e-4)
+    assert len(offsets) > 10  # random, not centred
+
+
+def test_letterbox_translate_is_training_only():
+    evaluation = build_transforms(train=False, size=32, letterbox=True, translate=True)
+    _, out = evaluation(make_image(16, 32), make_target([[0.0, 0.0, 8.0, 8.0]]))
+    assert out["letterbox"] == (1.0, 0, 8)  # centred, as without translate
+
+
 # --------------------------------------------------------------------------- dropping boxes
 
 
@@ -275,6 +307,9 @@ def test_build_transforms_train_steps():
     assert [type(s) for s in steps] == [Resize, RandomScaleJitter, RandomHorizontalFlip, ColorJitter]
     steps = build_transforms(train=True, size=32, letterbox=True, hflip=0, color_jitter=0).transforms
     assert [type(s) for s in steps] == [Letterbox] and steps[0].scale_range == (0.8, 1.2)
+    assert not steps[0].translate
+    steps = build_transforms(train=True, size=32, letterbox=True, translate=True).transforms
+    assert steps[0].translate
     steps = build_transforms(train=True, size=32, scale_jitter=None, hflip=0, color_jitter=0).transforms
     assert [type(s) for s in steps] == [Resize]
     assert isinstance(build_transforms(train=False, size=32, letterbox=True), Compose)
