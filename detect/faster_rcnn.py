@@ -27,7 +27,9 @@ architectures ``faster_rcnn_resnet50_fpn``, ``faster_rcnn_resnet50_fpn_v2``,
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
@@ -42,6 +44,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.poolers import initLevelMapper
 
 from classify.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from classify.features import Backbone
@@ -49,7 +52,7 @@ from classify.registry import IMAGENET_MEAN, IMAGENET_STD, get_model_entry
 from detect import tv_checkpoints
 from detect.anchors import anchor_generator, anchor_sizes_for, normalize_anchor_sizes
 from detect.backbone import DetectionBackbone, build_backbone
-from detect.box_ops import validate_boxes
+from detect.box_ops import batched_nms, validate_boxes
 from detect.registry import register_detector
 
 __all__ = ["FasterRCNN", "FasterRCNNConfig", "build_from_config", "faster_rcnn",
@@ -68,7 +71,9 @@ class FasterRCNNConfig:
 
     Transform: ``min_size``/``max_size`` (resize so the short side is ``min_size`` unless the long
     side would exceed ``max_size``; ``image_size=S`` sets both to ``S``), ``test_size`` (square
-    input side in eval mode; ``None``: ``min_size``/``max_size`` there too), ``size_divisible``
+    input side in eval mode; ``None``: ``min_size``/``max_size`` there too), ``extra_test_sizes``
+    (eval mode: also detect at each of these square sizes and merge every size's detections by
+    per-class NMS at ``box_nms_thresh``, a multi-size test; ``()``: one size), ``size_divisible``
     (batch padding; ``None``: ``max(32, deepest backbone stride)``), ``image_mean``/``image_std``
     (``None``: the backbone's registry entry).  Backbone: ``levels`` (feature names; default from
     ``feature_info``), ``out_channels`` (FPN / projection width), ``fpn_norm`` (``None`` or
@@ -86,6 +91,7 @@ class FasterRCNNConfig:
     min_size: int = 800
     max_size: int = 1333
     test_size: int | None = None
+    extra_test_sizes: tuple[int, ...] = ()
     size_divisible: int | None = None
     image_mean: tuple[float, ...] | None = None
     image_std: tuple[float, ...] | None = None
@@ -139,6 +145,11 @@ class FasterRCNNConfig:
             raise ValueError(f"{where}: fpn_norm must be None or 'bn', got {config.fpn_norm!r}")
         if config.test_size is not None and config.test_size < 32:
             raise ValueError(f"{where}: test_size must be at least 32 pixels, got {config.test_size}")
+        extra = config.extra_test_sizes
+        if not isinstance(extra, Sequence) or not all(isinstance(v, int) and v >= 32 for v in extra):
+            raise ValueError(f"{where}: extra_test_sizes must be a list of square input sides of at least "
+                             f"32 pixels, got {extra!r}")
+        config = replace(config, extra_test_sizes=tuple(extra))
         return config
 
 
@@ -229,7 +240,31 @@ class FasterRCNN(GeneralizedRCNN):
         out = super().forward(images, targets)
         if self.training:
             return out
+        if self.transform.extra_test_sizes:
+            out = self._multi_size(images, out)
         return [dict(o, labels=o["labels"] - 1) for o in out]
+
+    def _multi_size(self, images: list[Tensor], first: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+        """Detections of the eval size (``first``) and of every ``extra_test_sizes`` input, merged
+        per image: per-class NMS at the box head's threshold, the best ``detections_per_img`` kept."""
+        runs = [first]
+        for size in self.transform.extra_test_sizes:
+            with self.transform.resized_to(size):
+                runs.append(super().forward(images))
+        heads = self.roi_heads
+        return [merge_detections(per_image, heads.nms_thresh, heads.detections_per_img) for per_image in zip(*runs)]
+
+
+def merge_detections(results: Sequence[Mapping[str, Tensor]], iou_threshold: float,
+                     max_detections: int) -> dict[str, Tensor]:
+    """One image's detections from several runs (``{"boxes": [K, 4] xyxy px, "scores": [K],
+    "labels": [K]}`` each, in the same image's pixels) as one: per-class NMS at ``iou_threshold``,
+    then the ``max_detections`` highest scores, best first."""
+    boxes = torch.cat([r["boxes"] for r in results])
+    scores = torch.cat([r["scores"] for r in results])
+    labels = torch.cat([r["labels"] for r in results])
+    keep = batched_nms(boxes, scores, labels, iou_threshold)[:max_detections]
+    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -358,11 +393,27 @@ def _rpn(body: DetectionBackbone, fpn: bool, config: FasterRCNNConfig) -> Region
         config.rpn_nms_thresh, score_thresh=config.rpn_score_thresh)
 
 
-def _roi_heads(body: DetectionBackbone, num_classes: int, config: FasterRCNNConfig) -> RoIHeads:
-    size, channels = config.roi_output_size, body.out_channels
-    pool = MultiScaleRoIAlign([f.name for f in body.levels], size, config.roi_sampling_ratio,
+def _roi_pool(body: DetectionBackbone, config: FasterRCNNConfig) -> MultiScaleRoIAlign:
+    """RoIAlign over the backbone's levels, its scales set from their declared strides.
+
+    torchvision infers them on the first call from feature and image sizes, rounded to a power of
+    two, and keeps them: a small first input padded a lot (38 x 48 px padded to 64 x 64) gives
+    stride 2 for the stride-4 level, and every later call pools at the wrong scale.
+    """
+    levels = body.levels
+    pool = MultiScaleRoIAlign([f.name for f in levels], config.roi_output_size, config.roi_sampling_ratio,
                               canonical_scale=config.roi_canonical_scale,
                               canonical_level=config.roi_canonical_level)
+    pool.scales = [1.0 / f.stride for f in levels]
+    pool.map_levels = initLevelMapper(int(math.log2(levels[0].stride)), int(math.log2(levels[-1].stride)),
+                                      canonical_scale=config.roi_canonical_scale,
+                                      canonical_level=config.roi_canonical_level)
+    return pool
+
+
+def _roi_heads(body: DetectionBackbone, num_classes: int, config: FasterRCNNConfig) -> RoIHeads:
+    size, channels = config.roi_output_size, body.out_channels
+    pool = _roi_pool(body, config)
     if config.box_head == "mlp":
         head = TwoMLPHead(channels * size * size, config.representation_size)
     else:  # torchvision's fasterrcnn_resnet50_fpn_v2 head
@@ -385,7 +436,8 @@ def _transform(backbone: str | Backbone, body: DetectionBackbone,
     divisible = config.size_divisible or max(32, max(f.stride for f in body.levels))
     return EvalSizeTransform(
         config.min_size, config.max_size, list(config.image_mean or mean),
-        list(config.image_std or std), size_divisible=divisible, test_size=config.test_size)
+        list(config.image_std or std), size_divisible=divisible, test_size=config.test_size,
+        extra_test_sizes=config.extra_test_sizes)
 
 
 class EvalSizeTransform(GeneralizedRCNNTransform):
@@ -393,14 +445,28 @@ class EvalSizeTransform(GeneralizedRCNNTransform):
 
     Small objects gain from a larger input at inference than in training (the recipe's digits,
     trained at 320 px: val mAP50 0.804 at 320, 0.837 at 416).  ``model.eval()`` / ``model.train()``
-    switch the sizes; the weights do not depend on them.
+    switch the sizes; the weights do not depend on them.  ``extra_test_sizes`` are the further
+    eval sizes of :class:`FasterRCNN`'s multi-size test, applied through :meth:`resized_to`.
     """
 
     def __init__(self, min_size: int, max_size: int, image_mean: list[float], image_std: list[float],
-                 size_divisible: int, test_size: int | None = None) -> None:
+                 size_divisible: int, test_size: int | None = None,
+                 extra_test_sizes: tuple[int, ...] = ()) -> None:
         super().__init__(min_size, max_size, image_mean, image_std, size_divisible=size_divisible)
         self.test_size = test_size
+        self.extra_test_sizes = tuple(extra_test_sizes)
         self._train_sizes = (self.min_size, self.max_size)
+
+    @contextmanager
+    def resized_to(self, size: int) -> Iterator[None]:
+        """Resize eval inputs to ``size`` x ``size`` inside the ``with`` block."""
+        assert not self.training, "resized_to is an eval-mode size"
+        saved = self.min_size, self.max_size
+        self.min_size, self.max_size = (size,), size
+        try:
+            yield
+        finally:
+            self.min_size, self.max_size = saved
 
     def train(self, mode: bool = True) -> EvalSizeTransform:
         super().train(mode)

@@ -35,7 +35,8 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
                   image_size: int | None = None) -> tuple[nn.Module, list[str]]:
     """The detector saved in a training checkpoint, in eval mode on ``device``, and its class names.
 
-    ``image_size`` replaces the input size of the checkpoint's config (and any ``test_size``):
+    ``image_size`` replaces the input size of the checkpoint's config (and any ``test_size`` and
+    ``extra_test_sizes``: one input of that size):
     the weights do not depend on it, so a model can be run at another size than it was trained at.
 
     Raises:
@@ -53,6 +54,7 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
     kwargs = _rebuild_kwargs(dict(config.get("detector_kwargs") or {}))
     if image_size is not None:
         kwargs.pop("test_size", None)
+        kwargs.pop("extra_test_sizes", None)
     else:
         image_size = config.get("image_size")
     model = build_detector(config["detector"], len(names), image_size, kwargs)

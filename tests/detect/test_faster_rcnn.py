@@ -8,12 +8,13 @@ import math
 import pytest
 import torch
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.ops import box_iou
 
 from classify import get_model, get_model_entry
 from classify.checkpoint import save_checkpoint
 from detect.anchors import fit_anchor_sizes
 from detect.backbone import usable_backbones
-from detect.faster_rcnn import FasterRCNN, build_from_config, faster_rcnn
+from detect.faster_rcnn import FasterRCNN, build_from_config, faster_rcnn, merge_detections
 from detect.registry import detector_entry, get_detector, list_detectors
 
 LOSS_KEYS = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
@@ -216,6 +217,63 @@ def test_test_size_resizes_in_eval_mode_only() -> None:
     assert model.config["test_size"] == 96
     with pytest.raises(ValueError, match="test_size must be at least 32 pixels, got 8"):
         _small(test_size=8)
+
+
+def test_extra_test_sizes_merge_every_size_by_per_class_nms() -> None:
+    options = dict(test_size=96, box_score_thresh=0.0, box_detections_per_img=30)
+    multi = _small(extra_test_sizes=[64, 48], **options).eval()
+    singles = [_small(**{**options, "test_size": size}).eval() for size in (96, 64, 48)]
+    for single in singles:
+        single.load_state_dict(multi.state_dict())
+    images = [torch.rand(3, 64, 80, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    with torch.no_grad():
+        merged = multi(images)
+        runs = [single(images) for single in singles]
+    for i, out in enumerate(merged):
+        # the model merges torchvision's 1-based labels: the same inputs give the same ties
+        expected = merge_detections([dict(run[i], labels=run[i]["labels"] + 1) for run in runs], 0.5, 30)
+        expected["labels"] -= 1
+        assert out["boxes"].shape[0] == expected["boxes"].shape[0] > 0
+        for key in ("boxes", "scores", "labels"):
+            torch.testing.assert_close(out[key], expected[key])
+        assert out["boxes"][:, 2].max() <= 80 and out["boxes"][:, 3].max() <= 64  # the input's pixels
+    assert multi.config["extra_test_sizes"] == [64, 48]
+    with pytest.raises(ValueError, match="extra_test_sizes must be a list of square input sides of at least 32"):
+        _small(extra_test_sizes=[16])
+
+
+def test_roi_pool_scales_come_from_the_declared_strides_not_the_first_input() -> None:
+    model = _small(test_size=48, box_score_thresh=0.0).eval()
+    pool = model.roi_heads.box_roi_pool
+    assert pool.scales == [1 / f.stride for f in model.backbone.levels] == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+    reference = _small(box_score_thresh=0.0).eval()
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        model([torch.rand(3, 64, 80)])  # 38 x 48 px padded to 64 x 64: torchvision would infer stride 2
+        reference([torch.rand(3, 64, 64)])
+    assert pool.scales == reference.roi_heads.box_roi_pool.scales == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+    assert (pool.map_levels.k_min, pool.map_levels.k_max) == (2, 5)
+
+
+def test_merge_detections_keeps_the_best_box_of_each_overlapping_same_class_group() -> None:
+    g = torch.Generator().manual_seed(0)
+    runs = []
+    for _ in range(3):
+        xy = torch.rand(40, 2, generator=g) * 60
+        boxes = torch.cat([xy, xy + 5 + torch.rand(40, 2, generator=g) * 30], 1)
+        runs.append({"boxes": boxes, "scores": torch.rand(40, generator=g),
+                     "labels": torch.randint(0, 3, (40,), generator=g)})
+    out = merge_detections(runs, 0.5, 50)
+    assert len(out["scores"]) == 50 and torch.all(out["scores"][:-1] >= out["scores"][1:])
+    everything = {(tuple(b.tolist()), float(s)) for r in runs for b, s in zip(r["boxes"], r["scores"])}
+    assert all((tuple(b.tolist()), float(s)) in everything for b, s in zip(out["boxes"], out["scores"]))
+    for label in out["labels"].unique():
+        same = out["boxes"][out["labels"] == label]
+        iou = box_iou(same, same).fill_diagonal_(0)
+        assert iou.max() <= 0.5  # no two kept boxes of one class overlap beyond the NMS threshold
+    # the best box of all runs is always kept
+    best = max(((float(s), r) for r in runs for s in r["scores"]), key=lambda t: t[0])[0]
+    assert float(out["scores"][0]) == best
 
 
 def test_normalisation_comes_from_the_backbone_entry() -> None:
