@@ -8,7 +8,7 @@ kept an EMA).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,13 @@ def build_detector(name: str, num_classes: int, image_size: int | None,
 
 
 def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu",
-                  image_size: int | None = None) -> tuple[nn.Module, list[str]]:
+                  image_size: int | Sequence[int] | None = None) -> tuple[nn.Module, list[str]]:
     """The detector saved in a training checkpoint, in eval mode on ``device``, and its class names.
 
     ``image_size`` replaces the input size of the checkpoint's config (and any ``test_size`` and
-    ``extra_test_sizes``: one input of that size):
-    the weights do not depend on it, so a model can be run at another size than it was trained at.
+    ``extra_test_sizes``): the weights do not depend on it, so a model can be run at another size
+    than it was trained at.  Several sizes (Faster R-CNN) run a multi-size test: the first is the
+    input size, the others its ``extra_test_sizes``.
 
     Raises:
         FileNotFoundError: no file at ``checkpoint_path``.
@@ -52,9 +53,13 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
         raise ValueError(f"{checkpoint_path}: not a detector checkpoint (expected the config keys 'detector' "
                          f"and 'image_size' and class names; got config keys {sorted(config)[:10]})")
     kwargs = _rebuild_kwargs(dict(config.get("detector_kwargs") or {}))
-    if image_size is not None:
+    sizes = (image_size,) if isinstance(image_size, int) else tuple(image_size or ())
+    if sizes:
         kwargs.pop("test_size", None)
         kwargs.pop("extra_test_sizes", None)
+        if len(sizes) > 1:
+            kwargs["extra_test_sizes"] = list(sizes[1:])
+        image_size = sizes[0]
     else:
         image_size = config.get("image_size")
     model = build_detector(config["detector"], len(names), image_size, kwargs)

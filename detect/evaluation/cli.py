@@ -66,7 +66,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                         help="a checkpoint written by 'detect train' (best.pt/last.pt), run over the split")
     p.add_argument("--predictions-format", choices=["coco", "yolo"], help="format of --predictions (default: detected)")
     p.add_argument("--weights", type=Path, metavar="PATH", help="local weights for --model (nothing is downloaded)")
-    p.add_argument("--image-size", type=int, metavar="N", help="input size for --model; with --checkpoint, run it at this size instead of its own")
+    p.add_argument("--image-size", type=int, nargs="+", metavar="N",
+                   help="input size for --model; with --checkpoint, run it at this size instead of its own, "
+                        "or at several sizes merged by per-class NMS (a Faster R-CNN multi-size test)")
     p.add_argument("--out", type=Path, default=Path("runs/eval"), metavar="DIR", help="output folder (default: runs/eval)")
     p.add_argument("--backend", choices=list(BACKENDS), default="pycocotools", help="COCO mAP backend")
     p.add_argument("--iou", type=float, default=0.5, help="IoU threshold of P/R/F1 and the confusion matrix (default 0.5)")

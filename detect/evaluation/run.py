@@ -50,8 +50,8 @@ def load_ground_truth(gt: Path, split: str | None, fmt: str | None) -> DatasetSp
     return data
 
 
-def _check_source(predictions: Path | None, model: str | None, weights: Path | None, image_size: int | None,
-                  checkpoint: Path | None = None) -> None:
+def _check_source(predictions: Path | None, model: str | None, weights: Path | None,
+                  image_size: int | Sequence[int] | None, checkpoint: Path | None = None) -> None:
     if sum(x is not None for x in (predictions, model, checkpoint)) != 1:
         raise ValueError("expected exactly one source of detections: a predictions file/folder, a model name "
                          "or a checkpoint")
@@ -61,16 +61,22 @@ def _check_source(predictions: Path | None, model: str | None, weights: Path | N
         raise ValueError("--weights and --image-size go with --model, not with --predictions")
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"weights not found: {weights}")
-    if image_size is not None and image_size <= 0:
-        raise ValueError(f"image size: expected a positive number of pixels, got {image_size}")
+    sizes = [image_size] if isinstance(image_size, int) else list(image_size or [])
+    if any(size <= 0 for size in sizes):
+        raise ValueError(f"image size: expected positive numbers of pixels, got {sizes}")
+    if len(sizes) > 1 and checkpoint is None:
+        raise ValueError(f"several image sizes ({sizes}) go with --checkpoint (a multi-size test); "
+                         "give --model one size")
 
 
-def predict_with_model(data: DatasetSplit, model: str, weights: Path | None, image_size: int | None,
+def predict_with_model(data: DatasetSplit, model: str, weights: Path | None, image_size: int | Sequence[int] | None,
                        device: str, batch_size: int) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
     """Build registry model ``model`` for ``data``'s classes and run it over every image."""
     from detect.evaluation.inference import predict_dataset
     from detect.registry import get_detector
 
+    if image_size is not None and not isinstance(image_size, int):
+        (image_size,) = image_size  # one size: checked by _check_source
     resolve_device(device)
     net = get_detector(model, num_classes=len(data.class_names), image_size=image_size, weights=weights)
     _check_model_classes(net, data.class_names, model)
@@ -79,9 +85,11 @@ def predict_with_model(data: DatasetSplit, model: str, weights: Path | None, ima
 
 
 def predict_with_checkpoint(data: DatasetSplit, checkpoint: Path, device: str, batch_size: int,
-                            image_size: int | None = None) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
+                            image_size: int | Sequence[int] | None = None
+                            ) -> tuple[list[dict], list[dict[str, torch.Tensor]]]:
     """Rebuild the detector saved by ``detect train`` and run it over every image of ``data``
-    (at ``image_size`` instead of the checkpoint's input size when given)."""
+    (at ``image_size`` instead of the checkpoint's input size when given; several sizes: a
+    multi-size test, see :func:`detect.loading.load_detector`)."""
     from detect.evaluation.inference import predict_dataset
     from detect.loading import load_detector
 
@@ -115,7 +123,7 @@ def run_evaluation(
     predictions: Path | None = None,
     model: str | None = None,
     weights: Path | None = None,
-    image_size: int | None = None,
+    image_size: int | Sequence[int] | None = None,
     out_dir: Path = Path("runs/eval"),
     checkpoint: Path | None = None,
     backend: str = "pycocotools",
@@ -136,7 +144,8 @@ def run_evaluation(
         predictions: a COCO results JSON or a YOLO predictions folder (``detect.evaluation.results_io``).
         model, weights, image_size: a registry detector (``detect.registry.get_detector``), its
             local weights and input size, run over the split's images instead of ``predictions``
-            (``image_size`` also replaces a ``checkpoint``'s input size).
+            (``image_size`` also replaces a ``checkpoint``'s input size; several sizes run it as a
+            multi-size test).
         out_dir: folder for the outputs (created).
         backend: COCO backend, ``pycocotools`` or ``faster-coco-eval``.
         iou, score_threshold: operating point of P/R/F1 and the confusion matrix (not of mAP).

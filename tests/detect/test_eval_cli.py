@@ -143,6 +143,14 @@ def test_bad_options(dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 2 and err.startswith("error: ") and message in err
 
 
+def test_several_image_sizes_go_with_a_checkpoint(dataset, capsys: pytest.CaptureFixture[str]) -> None:
+    _, gt = dataset
+    code, err = run_main(capsys, gt, "--model", "yolov8n", "--image-size", "64", "48")
+    assert code == 2 and "several image sizes ([64, 48]) go with --checkpoint" in err
+    code, err = run_main(capsys, gt, "--checkpoint", "absent.pt", "--image-size", "64", "0")
+    assert code == 2 and "image size: expected positive numbers of pixels, got [64, 0]" in err
+
+
 def test_missing_inputs(dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     split, gt = dataset
     code, err = run_main(capsys, gt, "--predictions", tmp_path / "absent.json", "--out", tmp_path / "e")

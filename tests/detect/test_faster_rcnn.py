@@ -242,6 +242,28 @@ def test_extra_test_sizes_merge_every_size_by_per_class_nms() -> None:
         _small(extra_test_sizes=[16])
 
 
+def test_a_checkpoint_loaded_at_several_sizes_runs_the_multi_size_test(tmp_path) -> None:
+    from detect.loading import load_detector
+
+    trained = _small(test_size=96)
+    config = {"detector": "faster_rcnn", "image_size": 64,
+              "detector_kwargs": {"backbone": "resnet18", **SMALL, "test_size": 96}}
+    path = save_checkpoint(tmp_path / "best.pt", trained.state_dict(), config=config,
+                           class_names=[f"c{i}" for i in range(NUM_CLASSES)])
+    multi, _ = load_detector(path, image_size=[80, 48])
+    singles = [load_detector(path, image_size=size)[0] for size in (80, 48)]
+    assert multi.transform.test_size is None and multi.transform.extra_test_sizes == (48,)
+    assert singles[0].transform.extra_test_sizes == () and load_detector(path)[0].transform.test_size == 96
+    images = [torch.rand(3, 64, 80, generator=torch.Generator().manual_seed(0))]
+    with torch.no_grad():
+        (out,), runs = multi(images), [single(images)[0] for single in singles]
+    expected = merge_detections([dict(r, labels=r["labels"] + 1) for r in runs], 0.5, 100)
+    assert out["boxes"].shape[0] == expected["boxes"].shape[0] > 0
+    for key in ("boxes", "scores"):
+        torch.testing.assert_close(out[key], expected[key])
+    assert torch.equal(out["labels"], expected["labels"] - 1)
+
+
 def test_roi_pool_scales_come_from_the_declared_strides_not_the_first_input() -> None:
     model = _small(test_size=48, box_score_thresh=0.0).eval()
     pool = model.roi_heads.box_roi_pool
