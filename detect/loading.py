@@ -31,6 +31,11 @@ def build_detector(name: str, num_classes: int, image_size: int | None,
         raise ValueError(f"cannot build detector {name!r} with detector_kwargs {dict(kwargs or {})}: {exc}") from exc
 
 
+def input_sizes(image_size: int | Sequence[int] | None) -> tuple[int, ...]:
+    """``image_size`` given as one size, several sizes or none, as a tuple (``()``: none)."""
+    return (image_size,) if isinstance(image_size, int) else tuple(image_size or ())
+
+
 def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu",
                   image_size: int | Sequence[int] | None = None) -> tuple[nn.Module, list[str]]:
     """The detector saved in a training checkpoint, in eval mode on ``device``, and its class names.
@@ -53,7 +58,7 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
         raise ValueError(f"{checkpoint_path}: not a detector checkpoint (expected the config keys 'detector' "
                          f"and 'image_size' and class names; got config keys {sorted(config)[:10]})")
     kwargs = _rebuild_kwargs(dict(config.get("detector_kwargs") or {}))
-    sizes = (image_size,) if isinstance(image_size, int) else tuple(image_size or ())
+    sizes = input_sizes(image_size)
     if sizes:
         kwargs.pop("test_size", None)
         kwargs.pop("extra_test_sizes", None)

@@ -20,6 +20,7 @@ from detect.data.files import write_text_atomic
 from detect.data.formats import available_splits, detect_format, load_split
 from detect.evaluation.report import EvaluationReport, evaluate_all
 from detect.evaluation.results_io import read_results
+from detect.loading import input_sizes
 from detect.structures import DatasetSplit
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def _check_source(predictions: Path | None, model: str | None, weights: Path | N
         raise ValueError("--weights and --image-size go with --model, not with --predictions")
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"weights not found: {weights}")
-    sizes = [image_size] if isinstance(image_size, int) else list(image_size or [])
+    sizes = list(input_sizes(image_size))
     if any(size <= 0 for size in sizes):
         raise ValueError(f"image size: expected positive numbers of pixels, got {sizes}")
     if len(sizes) > 1 and checkpoint is None:
@@ -75,8 +76,8 @@ def predict_with_model(data: DatasetSplit, model: str, weights: Path | None, ima
     from detect.evaluation.inference import predict_dataset
     from detect.registry import get_detector
 
-    if image_size is not None and not isinstance(image_size, int):
-        (image_size,) = image_size  # one size: checked by _check_source
+    sizes = input_sizes(image_size)
+    image_size = sizes[0] if sizes else None  # one size at most: checked by _check_source
     resolve_device(device)
     net = get_detector(model, num_classes=len(data.class_names), image_size=image_size, weights=weights)
     _check_model_classes(net, data.class_names, model)
