@@ -55,7 +55,7 @@ from detect.backbone import DetectionBackbone, build_backbone
 from detect.box_ops import batched_nms, validate_boxes
 from detect.registry import register_detector
 
-__all__ = ["FasterRCNN", "FasterRCNNConfig", "build_from_config", "faster_rcnn",
+__all__ = ["FasterRCNN", "FasterRCNNConfig", "build_from_config", "faster_rcnn", "merge_detections",
            "load_detector_state", "read_detector_checkpoint", "validate_targets"]
 
 DEFAULT_NUM_CLASSES = 80  # COCO's real classes, as the torchvision peers in detect.peers
