@@ -100,7 +100,8 @@ def cmd_crops(args: argparse.Namespace) -> int:
 
     splits = args.split or available_splits(args.data, args.format)
     summaries = [export_crops(load_split(args.data, name, args.format), args.out, size=args.size,
-                              context=args.context, mode=args.mode, overwrite=args.force)
+                              context=args.context, mode=args.mode, negatives=args.negatives,
+                              seed=args.seed, overwrite=args.force)
                  for name in splits]
     print(crop_statistics(summaries))
     for s in summaries:
@@ -121,6 +122,10 @@ def _add_crops_parser(data: argparse._SubParsersAction) -> None:
                    "its side (default: 0.15)")
     p.add_argument("--mode", choices=["square", "warp"], default="square", help="square: keep the aspect "
                    "ratio; warp: stretch the box to the square, R-CNN style (default: square)")
+    p.add_argument("--negatives", type=int, default=0, metavar="N", help="also cut N background windows "
+                   "an image (object-sized, on strokes and edges, covering almost no object) into a "
+                   "'background' class (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the negative windows (default: 0)")
     p.add_argument("--force", action="store_true", help="replace existing split folders")
     p.set_defaults(func=cmd_crops)
 

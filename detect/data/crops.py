@@ -9,6 +9,10 @@ pixels, ``w = x2 - x1``, ``h = y2 - y1``):
             keeps its aspect ratio (what a detector's features see); parts outside the image are
             filled with the image's mean colour.
 ``warp``    the box grown by ``context`` on each side and stretched to the square, R-CNN style.
+
+``negatives`` adds a ``background`` class: windows of the image's own object sizes that cover
+almost nothing of any object, the busiest (highest pixel spread: strokes, edges) of several random
+candidates, so a classifier pretrained on the crops also learns what is *not* an object.
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from detect.data.image_io import read_image
-from detect.structures import DatasetSplit
+from detect.structures import DatasetSplit, ObjectAnnotation
 
 CropMode = Literal["square", "warp"]
 CROP_MODES = ("square", "warp")
+BACKGROUND = "background"
+NEGATIVE_MAX_COVER = 0.15  # a negative window holds at most this fraction of any object's box
+NEGATIVE_CANDIDATES = 12   # random windows drawn for each negative; the busiest one is kept
 _UNSAFE = re.compile(r"[^\w.\- ]")
 
 
@@ -76,7 +83,7 @@ def cut(image: Image.Image, window: tuple[float, float, float, float], size: int
 
 
 def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, context: float = 0.15,
-                 mode: CropMode = "square", min_side: float = 2.0,
+                 mode: CropMode = "square", min_side: float = 2.0, negatives: int = 0, seed: int = 0,
                  overwrite: bool = False, progress: bool = True) -> CropSummary:
     """Write every object of ``split`` as a crop under ``out/<split name>/<class>/``.
 
@@ -85,7 +92,10 @@ def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, contex
         context: margin around the box as a fraction of its side (see the module docstring).
         mode: ``square`` (keep the aspect ratio) or ``warp`` (stretch, as R-CNN).
         min_side: objects narrower or shorter than this (pixels) are skipped and counted.
-
+        negatives: background windows cut per image into ``out/<split name>/background/``
+            (:func:`negative_windows`; fewer where the objects leave no room); needs a dataset
+            without a class of that name.
+        seed: seeds the negative windows' positions (same seed, same crops).
         overwrite: replace an existing ``out/<split name>`` folder (else it is an error).
 
     Returns the per-class counts; only classes with at least one crop get a folder.
@@ -96,6 +106,12 @@ def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, contex
         raise ValueError(f"crop size must be at least 8 pixels, got {size}")
     if context < 0:
         raise ValueError(f"crop context must be >= 0, got {context}")
+    if negatives < 0:
+        raise ValueError(f"negatives per image must be >= 0, got {negatives}")
+    if negatives and BACKGROUND in map(folder_name, split.class_names):
+        raise ValueError(f"the dataset has a class named {BACKGROUND!r}: its crops and the negative "
+                         f"windows would share a folder; cut them with negatives=0")
+    rng = np.random.default_rng(seed)
     folder = Path(out) / split.name
     if folder.exists():
         if not overwrite:
@@ -117,7 +133,53 @@ def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, contex
             target.mkdir(parents=True, exist_ok=True)
             cut(image, crop_window(obj.box, mode, context), size, fill).save(target / f"{stem}_{index}.png")
             counts[names[obj.label]] += 1
+        windows = negative_windows(pixels, record.objects, negatives, rng, context) if negatives else []
+        for index, window in enumerate(windows):
+            (folder / BACKGROUND).mkdir(parents=True, exist_ok=True)
+            cut(image, window, size, fill).save(folder / BACKGROUND / f"{stem}_bg{index}.png")
+        counts[BACKGROUND] += len(windows)
+    counts = +counts  # drops a zero background count
     return CropSummary(split.name, folder, dict(sorted(counts.items())), skipped)
+
+
+def negative_windows(pixels: np.ndarray, objects: Sequence[ObjectAnnotation], count: int,
+                     rng: np.random.Generator, context: float = 0.15) -> list[tuple[float, float, float, float]]:
+    """Up to ``count`` square ``(x1, y1, x2, y2)`` windows inside an ``[H, W, 3]`` image that hold
+    at most ``NEGATIVE_MAX_COVER`` of any object's box.
+
+    Each window's side is that of a random object's square crop (``max(w, h) * (1 + 2 * context)``;
+    a tenth of the short image side when there are no objects); of ``NEGATIVE_CANDIDATES`` random
+    positions the one with the largest grey-level standard deviation is kept (strokes and edges,
+    not flat background).  Fewer windows come back when no candidate is free of objects.
+    """
+    height, width = pixels.shape[:2]
+    boxes = np.array([o.box for o in objects], dtype=np.float64).reshape(-1, 4)
+    sides = (np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * (1 + 2 * context)
+             if len(boxes) else np.array([min(height, width) / 10]))
+    grey = pixels.mean(axis=2)
+    windows = []
+    for _ in range(count):
+        side = float(min(rng.choice(sides), height, width))
+        x1 = rng.uniform(0, width - side, NEGATIVE_CANDIDATES)
+        y1 = rng.uniform(0, height - side, NEGATIVE_CANDIDATES)
+        free = [i for i in range(NEGATIVE_CANDIDATES)
+                if _max_cover((x1[i], y1[i], x1[i] + side, y1[i] + side), boxes) <= NEGATIVE_MAX_COVER]
+        if not free:
+            continue
+        spread = [grey[int(y1[i]):int(y1[i] + side) + 1, int(x1[i]):int(x1[i] + side) + 1].std() for i in free]
+        best = free[int(np.argmax(spread))]
+        windows.append((float(x1[best]), float(y1[best]), float(x1[best] + side), float(y1[best] + side)))
+    return windows
+
+
+def _max_cover(window: tuple[float, float, float, float], boxes: np.ndarray) -> float:
+    """The largest fraction of a box of ``boxes`` (``[N, 4]`` xyxy) that ``window`` covers."""
+    if not len(boxes):
+        return 0.0
+    iw = np.clip(np.minimum(boxes[:, 2], window[2]) - np.maximum(boxes[:, 0], window[0]), 0, None)
+    ih = np.clip(np.minimum(boxes[:, 3], window[3]) - np.maximum(boxes[:, 1], window[1]), 0, None)
+    areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
+    return float((iw * ih / areas).max())
 
 
 def crop_statistics(summaries: list[CropSummary]) -> str:

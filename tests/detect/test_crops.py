@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from classify.data import load_data
-from detect.data.crops import crop_window, cut, export_crops, folder_name
+from detect.data.crops import (BACKGROUND, NEGATIVE_MAX_COVER, _max_cover, crop_window, cut, export_crops,
+                               folder_name, negative_windows)
 from detect.data.formats import write_split
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 from helpers import CLASS_NAMES, random_split
@@ -88,3 +89,37 @@ def test_cli_crops_feed_classify_folder_loader(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "detect", "data", "crops", str(data), "--out", str(out)],
                            cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_negative_windows_avoid_objects_and_prefer_strokes() -> None:
+    pixels = np.full((100, 100, 3), 120, np.uint8)
+    pixels[60:90, 10:40:4] = 255  # stripes: the only busy object-free place
+    objects = [ObjectAnnotation((50.0, 5.0, 80.0, 35.0), 0)]  # a 30-px object on flat ground
+    windows = negative_windows(pixels, objects, 20, np.random.default_rng(0), context=0.0)
+    assert len(windows) == 20
+    boxes = np.array([o.box for o in objects])
+    for x1, y1, x2, y2 in windows:
+        assert x2 - x1 == pytest.approx(30.0) and y2 - y1 == pytest.approx(30.0)
+        assert 0 <= x1 and 0 <= y1 and x2 <= 100 and y2 <= 100
+        assert _max_cover((x1, y1, x2, y2), boxes) <= NEGATIVE_MAX_COVER
+    striped = sum(1 for x1, y1, x2, y2 in windows if x1 < 40 and x2 > 10 and y1 < 90 and y2 > 60)
+    assert striped >= 15  # the busiest of the candidates, nearly always on the stripes
+    covered = [ObjectAnnotation((0.0, 0.0, 100.0, 100.0), 0)]
+    assert negative_windows(pixels, covered, 3, np.random.default_rng(0)) == []  # no room: none
+
+
+def test_export_cuts_seeded_negatives_into_a_background_class(tmp_path: Path) -> None:
+    split = random_split(tmp_path / "data", num_images=6, seed=2)
+    summary = export_crops(split, tmp_path / "a", size=16, negatives=2, progress=False)
+    files = sorted((tmp_path / "a" / "train" / BACKGROUND).glob("*.png"))
+    assert 0 < summary.counts[BACKGROUND] == len(files) <= 12
+    again = export_crops(split, tmp_path / "b", size=16, negatives=2, progress=False)
+    assert again.counts == summary.counts
+    assert all(np.array_equal(np.asarray(Image.open(f)), np.asarray(Image.open(tmp_path / "b" / "train" /
+                                                                                BACKGROUND / f.name)))
+               for f in files)
+    with pytest.raises(ValueError, match="negatives per image must be >= 0"):
+        export_crops(split, tmp_path / "c", negatives=-1, progress=False)
+    named = DatasetSplit(["background", "x"], split.images[:1], split.image_root, name="train")
+    with pytest.raises(ValueError, match="class named 'background'"):
+        export_crops(named, tmp_path / "d", negatives=1, progress=False)

@@ -28,12 +28,14 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_pretrained_backbone_feeds_the_detector(tiny: Path, tmp_path: Path) -> None:
     lines: list[str] = []
     backbone = pretrain_backbone(tiny, tmp_path / "pre", QUICK_CLASSIFIER_PRESET,
-                                 {"epochs": 1, "batch_size": 16, "threads": 1, "device": "cpu"}, log=lines.append)
+                                 {"epochs": 1, "batch_size": 16, "threads": 1, "device": "cpu"}, negatives=1,
+                                 log=lines.append)
     assert backbone.weights == tmp_path / "pre" / "classifier" / "best.pt" and backbone.weights.is_file()
     assert 0.0 <= backbone.val_top1 <= 1.0 and backbone.minutes > 0
     assert sorted(p.name for p in (tmp_path / "pre" / "crops").iterdir()) == ["train", "val"]  # never test
-    assert any("objects into" in line for line in lines) and any("pretrained resnet18" in line for line in lines)
-    classifier = load_checkpoint(backbone.weights).model
+    assert any((tmp_path / "pre" / "crops" / "train" / "background").glob("*.png"))
+    assert any("crops into" in line for line in lines) and any("pretrained resnet18" in line for line in lines)
+    classifier = load_checkpoint(backbone.weights).model  # digits + background: its head is not the detector's
 
     config = detector_config(QUICK_PRESET, backbone.weights, {
         "data": str(tiny), "output": str(tmp_path / "det"), "image_size": 64, "max_iters": 2, "warmup_iters": 1,
