@@ -6,7 +6,7 @@ an image folder (:mod:`detect.data.crops`) and trains a ``classify`` model on it
 (``detector_kwargs.backbone_weights``).  Used by ``detect demo`` and
 ``tools/bench_detect_recipe.py``; by hand it is::
 
-    detect data crops data/digit-scenes/coco --out data/digit-crops --split train --split val --size 48
+    detect data crops data/digit-scenes/coco --out data/digit-crops --split train --split val --size 48 --negatives 1
     classify train --config configs/classify/classify_resnet18_digit_crops.yaml
     detect train --config configs/detect/train_recipe.yaml
 
