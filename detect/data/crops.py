@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from detect.data.image_io import read_image
+from detect.evaluation.matching import box_ioa
 from detect.structures import DatasetSplit, ObjectAnnotation
 
 CropMode = Literal["square", "warp"]
@@ -134,11 +135,11 @@ def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, contex
             cut(image, crop_window(obj.box, mode, context), size, fill).save(target / f"{stem}_{index}.png")
             counts[names[obj.label]] += 1
         windows = negative_windows(pixels, record.objects, negatives, rng, context) if negatives else []
-        for index, window in enumerate(windows):
+        if windows:
             (folder / BACKGROUND).mkdir(parents=True, exist_ok=True)
+            counts[BACKGROUND] += len(windows)
+        for index, window in enumerate(windows):
             cut(image, window, size, fill).save(folder / BACKGROUND / f"{stem}_bg{index}.png")
-        counts[BACKGROUND] += len(windows)
-    counts = +counts  # drops a zero background count
     return CropSummary(split.name, folder, dict(sorted(counts.items())), skipped)
 
 
@@ -162,24 +163,14 @@ def negative_windows(pixels: np.ndarray, objects: Sequence[ObjectAnnotation], co
         side = float(min(rng.choice(sides), height, width))
         x1 = rng.uniform(0, width - side, NEGATIVE_CANDIDATES)
         y1 = rng.uniform(0, height - side, NEGATIVE_CANDIDATES)
-        free = [i for i in range(NEGATIVE_CANDIDATES)
-                if _max_cover((x1[i], y1[i], x1[i] + side, y1[i] + side), boxes) <= NEGATIVE_MAX_COVER]
-        if not free:
+        candidates = np.stack([x1, y1, x1 + side, y1 + side], axis=1)
+        covered = box_ioa(boxes, candidates).max(axis=0) if len(boxes) else np.zeros(NEGATIVE_CANDIDATES)
+        free = np.flatnonzero(covered <= NEGATIVE_MAX_COVER)
+        if not len(free):
             continue
         spread = [grey[int(y1[i]):int(y1[i] + side) + 1, int(x1[i]):int(x1[i] + side) + 1].std() for i in free]
-        best = free[int(np.argmax(spread))]
-        windows.append((float(x1[best]), float(y1[best]), float(x1[best] + side), float(y1[best] + side)))
+        windows.append(tuple(float(v) for v in candidates[free[int(np.argmax(spread))]]))
     return windows
-
-
-def _max_cover(window: tuple[float, float, float, float], boxes: np.ndarray) -> float:
-    """The largest fraction of a box of ``boxes`` (``[N, 4]`` xyxy) that ``window`` covers."""
-    if not len(boxes):
-        return 0.0
-    iw = np.clip(np.minimum(boxes[:, 2], window[2]) - np.maximum(boxes[:, 0], window[0]), 0, None)
-    ih = np.clip(np.minimum(boxes[:, 3], window[3]) - np.maximum(boxes[:, 1], window[1]), 0, None)
-    areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
-    return float((iw * ih / areas).max())
 
 
 def crop_statistics(summaries: list[CropSummary]) -> str:

@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from classify.data import load_data
-from detect.data.crops import (BACKGROUND, NEGATIVE_MAX_COVER, _max_cover, crop_window, cut, export_crops,
-                               folder_name, negative_windows)
+from detect.data.crops import (BACKGROUND, NEGATIVE_MAX_COVER, crop_window, cut, export_crops, folder_name,
+                               negative_windows)
+from detect.evaluation.matching import box_ioa
 from detect.data.formats import write_split
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 from helpers import CLASS_NAMES, random_split
@@ -101,7 +102,7 @@ def test_negative_windows_avoid_objects_and_prefer_strokes() -> None:
     for x1, y1, x2, y2 in windows:
         assert x2 - x1 == pytest.approx(30.0) and y2 - y1 == pytest.approx(30.0)
         assert 0 <= x1 and 0 <= y1 and x2 <= 100 and y2 <= 100
-        assert _max_cover((x1, y1, x2, y2), boxes) <= NEGATIVE_MAX_COVER
+        assert box_ioa(boxes, np.array([[x1, y1, x2, y2]])).max() <= NEGATIVE_MAX_COVER
     striped = sum(1 for x1, y1, x2, y2 in windows if x1 < 40 and x2 > 10 and y1 < 90 and y2 > 60)
     assert striped >= 15  # the busiest of the candidates, nearly always on the stripes
     covered = [ObjectAnnotation((0.0, 0.0, 100.0, 100.0), 0)]
