@@ -54,6 +54,7 @@ from detect.anchors import anchor_generator, anchor_sizes_for, normalize_anchor_
 from detect.backbone import DetectionBackbone, build_backbone
 from detect.box_ops import batched_nms, validate_boxes
 from detect.registry import register_detector
+from detect.rescore import CropRescorer
 
 __all__ = ["FasterRCNN", "FasterRCNNConfig", "build_from_config", "faster_rcnn", "merge_detections",
            "load_detector_state", "read_detector_checkpoint", "validate_targets"]
@@ -86,6 +87,8 @@ class FasterRCNNConfig:
     a box of side ``sqrt(w * h) = canonical_scale`` is pooled from level ``canonical_level``,
     i.e. stride ``2 ** level``; one level finer per halving), ``box_head`` (``"mlp"`` or
     ``"conv"``), ``representation_size`` (width of the box head's FC layers), and ``box_*``/``bbox_reg_weights`` as in torchvision.
+    Refinement (with ``rescore_with``): ``rescore_weight`` and ``rescore_min_score`` of
+    :class:`detect.rescore.CropRescorer`.
     """
 
     min_size: int = 800
@@ -127,6 +130,8 @@ class FasterRCNNConfig:
     box_batch_size_per_image: int = 512
     box_positive_fraction: float = 0.25
     bbox_reg_weights: tuple[float, float, float, float] | None = None
+    rescore_weight: float = 0.35
+    rescore_min_score: float = 0.01
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], where: str = "faster_rcnn") -> FasterRCNNConfig:
@@ -228,6 +233,7 @@ class FasterRCNN(GeneralizedRCNN):
         self.num_classes = num_classes
         self.config = dict(config or {})
         self.class_names = list(class_names) if class_names is not None else None
+        self.rescorer: CropRescorer | None = None
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         _validate_images(images)
@@ -242,7 +248,8 @@ class FasterRCNN(GeneralizedRCNN):
             return out
         if self.transform.extra_test_sizes:
             out = self._multi_size(images, out)
-        return [dict(o, labels=o["labels"] - 1) for o in out]
+        out = [dict(o, labels=o["labels"] - 1) for o in out]
+        return out if self.rescorer is None else self.rescorer(images, out)
 
     def _multi_size(self, images: list[Tensor], first: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
         """Detections of the eval size (``first``) and of every ``extra_test_sizes`` input, merged
@@ -275,6 +282,7 @@ def faster_rcnn(
     num_classes: int | None = None,
     weights: str | Path | None = None,
     backbone_weights: str | Path | None = None,
+    rescore_with: str | Path | Mapping[str, Any] | None = None,
     image_size: int | None = None,
     class_names: Sequence[str] | None = None,
     **options: Any,
@@ -291,6 +299,10 @@ def faster_rcnn(
             torchvision's ``fasterrcnn_*`` layout for the torchvision-equal architectures).  With a
             different class count every layer but the box predictor is loaded.
         backbone_weights: a classifier checkpoint / torchvision / timm state dict for the backbone.
+        rescore_with: a ``classify train`` checkpoint (or the :class:`detect.rescore.RescorerSpec`
+            dict a detector checkpoint keeps) whose classifier rescores every detection from its
+            image crop in eval mode (:mod:`detect.rescore`; it needs the detector's class names,
+            from ``class_names`` or :meth:`CropRescorer.bind`).
         image_size: resize to this square size (``min_size = max_size = image_size``).
         class_names: names of the ``num_classes`` classes, kept at ``model.class_names``.
         **options: any field of :class:`FasterRCNNConfig` (RPN / RoI knobs, anchors, ...).
@@ -303,6 +315,12 @@ def faster_rcnn(
     config = FasterRCNNConfig.from_options(options, where)
     model = _assemble(backbone, fpn, num_classes, backbone_weights, config)
     model.class_names = list(class_names) if class_names is not None else None
+    if rescore_with is not None:
+        model.rescorer = CropRescorer.from_checkpoint(rescore_with, num_classes, config.rescore_weight,
+                                                      config.rescore_min_score)
+        model.config["rescore_with"] = model.rescorer.spec.to_dict()  # rebuilt without the file
+        if class_names is not None:
+            model.rescorer.bind(class_names)
     if state is not None:
         report = load_detector_state(model, state, str(weights))
         if model.class_names is None and saved_names and not report:

@@ -57,7 +57,7 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
     if "detector" not in config or not names:
         raise ValueError(f"{checkpoint_path}: not a detector checkpoint (expected the config keys 'detector' "
                          f"and 'image_size' and class names; got config keys {sorted(config)[:10]})")
-    kwargs = _rebuild_kwargs(dict(config.get("detector_kwargs") or {}))
+    kwargs = _rebuild_kwargs(dict(config.get("detector_kwargs") or {}), ckpt.extra)
     sizes = input_sizes(image_size)
     if sizes:
         kwargs.pop("test_size", None)
@@ -72,14 +72,22 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
     return model.to(device).eval(), names
 
 
-def _rebuild_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+def _rebuild_kwargs(kwargs: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """The training kwargs, minus initial-weight files that are not on this machine.
 
     A file that exists is passed again (so the architecture is built exactly as in training,
-    e.g. frozen norm layers); its weights are then replaced by the checkpoint's.
+    e.g. frozen norm layers); its weights are then replaced by the checkpoint's.  A rescoring
+    classifier (``rescore_with``) is rebuilt from the spec the checkpoint keeps (``extra``), so
+    the detector file alone is enough.
     """
-    return {k: v for k, v in kwargs.items()
-            if k not in INIT_WEIGHT_KWARGS or (isinstance(v, (str, Path)) and Path(v).is_file())}
+    rebuilt = {k: v for k, v in kwargs.items()
+               if k not in INIT_WEIGHT_KWARGS or (isinstance(v, (str, Path)) and Path(v).is_file())}
+    if "rescore_with" in kwargs:
+        if "rescorer" not in extra:
+            raise ValueError(f"the detector was trained with rescore_with={kwargs['rescore_with']!r} but "
+                             f"its checkpoint has no rescorer spec (not written by detect train)")
+        rebuilt["rescore_with"] = extra["rescorer"]
+    return rebuilt
 
 
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:

@@ -122,6 +122,8 @@ def _build(config: DetectTrainConfig) -> _Run:
     loaders = {"train": train_loader, **{role: build_eval_loader(splits[role], config, device)
                                          for role in ("val", "test") if role in splits}}
     model = build_detector(config.detector, len(class_names), config.image_size, config.detector_kwargs)
+    if getattr(model, "rescorer", None) is not None:
+        model.rescorer.bind(class_names)
     frozen = freeze_by_prefix(model, config.freeze) if config.freeze else []
     if frozen:
         log(f"froze {len(frozen)} parameter tensors under {list(config.freeze)}")
@@ -163,6 +165,12 @@ def _checkpoint_metrics(run: _Run) -> dict[str, Any]:
     return {k: v for k, v in last.items() if k.startswith(("val_", "test_", "epoch", "iteration"))}
 
 
+def _model_extra(run: _Run) -> dict[str, Any]:
+    """What rebuilds the model besides its config: the spec of a rescoring classifier."""
+    rescorer = getattr(run.model, "rescorer", None)
+    return {"rescorer": rescorer.spec.to_dict()} if rescorer is not None else {}
+
+
 def _save_last(run: _Run, path: Path, rng: dict[str, Any]) -> Path:
     extra = {
         "state": run.state.to_dict(),
@@ -172,13 +180,15 @@ def _save_last(run: _Run, path: Path, rng: dict[str, Any]) -> Path:
         "ema": run.ema.state_dict() if run.ema is not None else None,
         "train_model": run.model.state_dict() if run.ema is not None else None,
         "rng": rng,
+        **_model_extra(run),
     }
     return save_checkpoint(path, run.eval_model.state_dict(), config=config_to_dict(run.config),
                            class_names=run.class_names, metrics=_checkpoint_metrics(run), extra=extra)
 
 
 def _save_best(run: _Run, path: Path) -> Path:
-    extra = {"epoch": run.state.epoch + (1 if run.state.batch_in_epoch else 0), "iteration": run.state.iteration}
+    extra = {"epoch": run.state.epoch + (1 if run.state.batch_in_epoch else 0), "iteration": run.state.iteration,
+             **_model_extra(run)}
     return save_checkpoint(path, run.eval_model.state_dict(), config=config_to_dict(run.config),
                            class_names=run.class_names, metrics=_checkpoint_metrics(run), extra=extra)
 
