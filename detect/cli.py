@@ -101,7 +101,7 @@ def cmd_crops(args: argparse.Namespace) -> int:
     splits = args.split or available_splits(args.data, args.format)
     summaries = [export_crops(load_split(args.data, name, args.format), args.out, size=args.size,
                               context=args.context, mode=args.mode, negatives=args.negatives,
-                              seed=args.seed, overwrite=args.force)
+                              jitter=args.jitter, partial=args.partial, seed=args.seed, overwrite=args.force)
                  for name in splits]
     print(crop_statistics(summaries))
     for s in summaries:
@@ -125,7 +125,11 @@ def _add_crops_parser(data: argparse._SubParsersAction) -> None:
     p.add_argument("--negatives", type=int, default=0, metavar="N", help="also cut N background windows "
                    "an image (object-sized, on strokes and edges, covering almost no object) into a "
                    "'background' class (default: 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the negative windows (default: 0)")
+    p.add_argument("--jitter", type=int, default=0, metavar="N", help="also cut N copies of each object around "
+                   "a randomly moved box (IoU >= 0.6 with it: what a detector's boxes look like; default: 0)")
+    p.add_argument("--partial", type=int, default=0, metavar="N", help="also cut N windows an image around part "
+                   "of an object (IoU 0.1-0.4) into the 'background' class (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random windows and boxes (default: 0)")
     p.add_argument("--force", action="store_true", help="replace existing split folders")
     p.set_defaults(func=cmd_crops)
 

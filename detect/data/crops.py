@@ -13,6 +13,11 @@ pixels, ``w = x2 - x1``, ``h = y2 - y1``):
 ``negatives`` adds a ``background`` class: windows of the image's own object sizes that cover
 almost nothing of any object, the busiest (highest pixel spread: strokes, edges) of several random
 candidates, so a classifier pretrained on the crops also learns what is *not* an object.
+
+For a classifier that rescores a detector's boxes (:mod:`detect.rescore`), crops should look like
+those boxes: ``jitter`` adds copies of each object cut around a randomly moved box (IoU >= 0.6
+with it, a detection that counts), and ``partial`` adds ``background`` windows around part of an
+object (IoU 0.1-0.4 with it and below 0.4 with every object: the boxes a detector places badly).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from detect.data.image_io import read_image
-from detect.evaluation.matching import box_ioa
+from detect.evaluation.matching import box_ioa, box_iou
 from detect.structures import DatasetSplit, ObjectAnnotation
 
 CropMode = Literal["square", "warp"]
@@ -37,6 +42,12 @@ CROP_MODES = ("square", "warp")
 BACKGROUND = "background"
 NEGATIVE_MAX_COVER = 0.15  # a negative window holds at most this fraction of any object's box
 NEGATIVE_CANDIDATES = 12   # random windows drawn for each negative; the busiest one is kept
+DEFAULT_CONTEXT = 0.15     # margin around a box, as a fraction of its side
+JITTER_SHIFT = 0.15        # a jittered copy moves each side by up to this fraction of the box's width/height
+JITTER_MIN_IOU = 0.6       # ... and keeps at least this IoU with the box
+PARTIAL_SHIFT = 0.6        # a partial window moves each side of an object's box by up to this fraction
+PARTIAL_IOU = (0.1, 0.4)   # ... to an IoU in [0.1, 0.4) with the object, and below 0.4 with every object
+MAX_DRAWS = 50             # random boxes drawn at most for each jittered copy or partial window
 _UNSAFE = re.compile(r"[^\w.\- ]")
 
 
@@ -83,9 +94,9 @@ def cut(image: Image.Image, window: tuple[float, float, float, float], size: int
     return canvas.resize((size, size), Image.Resampling.BILINEAR)
 
 
-def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, context: float = 0.15,
-                 mode: CropMode = "square", min_side: float = 2.0, negatives: int = 0, seed: int = 0,
-                 overwrite: bool = False, progress: bool = True) -> CropSummary:
+def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, context: float = DEFAULT_CONTEXT,
+                 mode: CropMode = "square", min_side: float = 2.0, negatives: int = 0, jitter: int = 0,
+                 partial: int = 0, seed: int = 0, overwrite: bool = False, progress: bool = True) -> CropSummary:
     """Write every object of ``split`` as a crop under ``out/<split name>/<class>/``.
 
     Args:
@@ -96,7 +107,11 @@ def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, contex
         negatives: background windows cut per image into ``out/<split name>/background/``
             (:func:`negative_windows`; fewer where the objects leave no room); needs a dataset
             without a class of that name.
-        seed: seeds the negative windows' positions (same seed, same crops).
+        jitter: extra crops of each object around a randomly moved box (:func:`jittered_boxes`),
+            written as ``<stem>_<index>_j<k>.png`` beside the object's crop.
+        partial: background windows per image around part of an object (:func:`partial_windows`),
+            ``background/<stem>_p<k>.png``; needs a dataset without a class named ``background``.
+        seed: seeds the random windows and boxes (same seed, same crops).
         overwrite: replace an existing ``out/<split name>`` folder (else it is an error).
 
     Returns the per-class counts; only classes with at least one crop get a folder.
@@ -107,11 +122,12 @@ def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, contex
         raise ValueError(f"crop size must be at least 8 pixels, got {size}")
     if context < 0:
         raise ValueError(f"crop context must be >= 0, got {context}")
-    if negatives < 0:
-        raise ValueError(f"negatives per image must be >= 0, got {negatives}")
-    if negatives and BACKGROUND in map(folder_name, split.class_names):
+    for name, value in (("negatives", negatives), ("jitter", jitter), ("partial", partial)):
+        if value < 0:
+            raise ValueError(f"{name} crops must be >= 0, got {value}")
+    if (negatives or partial) and BACKGROUND in map(folder_name, split.class_names):
         raise ValueError(f"the dataset has a class named {BACKGROUND!r}: its crops and the negative "
-                         f"windows would share a folder; cut them with negatives=0")
+                         f"windows would share a folder; cut them with negatives=0 and partial=0")
     rng = np.random.default_rng(seed)
     folder = Path(out) / split.name
     if folder.exists():
@@ -133,18 +149,24 @@ def export_crops(split: DatasetSplit, out: str | Path, *, size: int = 64, contex
             target = folder / names[obj.label]
             target.mkdir(parents=True, exist_ok=True)
             cut(image, crop_window(obj.box, mode, context), size, fill).save(target / f"{stem}_{index}.png")
-            counts[names[obj.label]] += 1
+            moved = jittered_boxes(obj.box, jitter, rng) if jitter else []
+            for k, box in enumerate(moved):
+                cut(image, crop_window(box, mode, context), size, fill).save(target / f"{stem}_{index}_j{k}.png")
+            counts[names[obj.label]] += 1 + len(moved)
         windows = negative_windows(pixels, record.objects, negatives, rng, context) if negatives else []
+        windows = [(f"bg{k}", w) for k, w in enumerate(windows)] + [
+            (f"p{k}", crop_window(box, mode, context))
+            for k, box in enumerate(partial_windows(record.objects, partial, rng) if partial else [])]
         if windows:
             (folder / BACKGROUND).mkdir(parents=True, exist_ok=True)
             counts[BACKGROUND] += len(windows)
-        for index, window in enumerate(windows):
-            cut(image, window, size, fill).save(folder / BACKGROUND / f"{stem}_bg{index}.png")
+        for tag, window in windows:
+            cut(image, window, size, fill).save(folder / BACKGROUND / f"{stem}_{tag}.png")
     return CropSummary(split.name, folder, dict(sorted(counts.items())), skipped)
 
 
-def negative_windows(pixels: np.ndarray, objects: Sequence[ObjectAnnotation], count: int,
-                     rng: np.random.Generator, context: float = 0.15) -> list[tuple[float, float, float, float]]:
+def negative_windows(pixels: np.ndarray, objects: Sequence[ObjectAnnotation], count: int, rng: np.random.Generator,
+                     context: float = DEFAULT_CONTEXT) -> list[tuple[float, float, float, float]]:
     """Up to ``count`` square ``(x1, y1, x2, y2)`` windows inside an ``[H, W, 3]`` image that hold
     at most ``NEGATIVE_MAX_COVER`` of any object's box.
 
@@ -171,6 +193,48 @@ def negative_windows(pixels: np.ndarray, objects: Sequence[ObjectAnnotation], co
         spread = [grey[int(y1[i]):int(y1[i] + side) + 1, int(x1[i]):int(x1[i] + side) + 1].std() for i in free]
         windows.append(tuple(float(v) for v in candidates[free[int(np.argmax(spread))]]))
     return windows
+
+
+def _moved(box: np.ndarray, shift: float, rng: np.random.Generator) -> np.ndarray:
+    """``box`` ``[4]`` xyxy with each side moved by up to ``shift`` x its width / height."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    return box + rng.uniform(-shift, shift, 4) * np.array([w, h, w, h])
+
+
+def _valid(box: np.ndarray) -> bool:
+    return bool(box[2] - box[0] >= 2 and box[3] - box[1] >= 2)
+
+
+def jittered_boxes(box: tuple[float, float, float, float], count: int,
+                   rng: np.random.Generator) -> list[tuple[float, float, float, float]]:
+    """Up to ``count`` copies of ``box`` (xyxy px) with each side moved by up to ``JITTER_SHIFT`` of
+    its width / height, each at IoU >= ``JITTER_MIN_IOU`` with it (``MAX_DRAWS`` draws a copy)."""
+    reference = np.array(box, dtype=np.float64)
+    out: list[tuple[float, float, float, float]] = []
+    for _ in range(count * MAX_DRAWS):
+        if len(out) == count:
+            break
+        moved = _moved(reference, JITTER_SHIFT, rng)
+        if _valid(moved) and box_iou(moved[None], reference[None])[0, 0] >= JITTER_MIN_IOU:
+            out.append(tuple(float(v) for v in moved))
+    return out
+
+
+def partial_windows(objects: Sequence[ObjectAnnotation], count: int,
+                    rng: np.random.Generator) -> list[tuple[float, float, float, float]]:
+    """Up to ``count`` boxes (xyxy px) around part of a random object: its box with each side moved
+    by up to ``PARTIAL_SHIFT``, at IoU in ``PARTIAL_IOU`` with it and below the upper bound with
+    every object (background for a classifier, as a detector's badly placed boxes are)."""
+    boxes = np.array([o.box for o in objects], dtype=np.float64).reshape(-1, 4)
+    low, high = PARTIAL_IOU
+    out: list[tuple[float, float, float, float]] = []
+    for _ in range(count * MAX_DRAWS if len(boxes) else 0):
+        if len(out) == count:
+            break
+        moved = _moved(boxes[rng.integers(len(boxes))], PARTIAL_SHIFT, rng)
+        if _valid(moved) and low <= box_iou(moved[None], boxes).max() < high:
+            out.append(tuple(float(v) for v in moved))
+    return out
 
 
 def crop_statistics(summaries: list[CropSummary]) -> str:

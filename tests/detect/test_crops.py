@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from classify.data import load_data
-from detect.data.crops import (BACKGROUND, NEGATIVE_MAX_COVER, crop_window, cut, export_crops, folder_name,
-                               negative_windows)
-from detect.evaluation.matching import box_ioa
+from detect.data.crops import (BACKGROUND, JITTER_MIN_IOU, NEGATIVE_MAX_COVER, PARTIAL_IOU, crop_window, cut,
+                               export_crops, folder_name, jittered_boxes, negative_windows, partial_windows)
+from detect.evaluation.matching import box_ioa, box_iou
 from detect.data.formats import write_split
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 from helpers import CLASS_NAMES, random_split
@@ -119,8 +119,46 @@ def test_export_cuts_seeded_negatives_into_a_background_class(tmp_path: Path) ->
     assert all(np.array_equal(np.asarray(Image.open(f)), np.asarray(Image.open(tmp_path / "b" / "train" /
                                                                                 BACKGROUND / f.name)))
                for f in files)
-    with pytest.raises(ValueError, match="negatives per image must be >= 0"):
+    with pytest.raises(ValueError, match="negatives crops must be >= 0"):
         export_crops(split, tmp_path / "c", negatives=-1, progress=False)
     named = DatasetSplit(["background", "x"], split.images[:1], split.image_root, name="train")
     with pytest.raises(ValueError, match="class named 'background'"):
         export_crops(named, tmp_path / "d", negatives=1, progress=False)
+
+
+def test_jittered_boxes_stay_detections_of_the_object() -> None:
+    box = (20.0, 30.0, 32.0, 70.0)  # a thin digit: a small shift costs much IoU
+    moved = jittered_boxes(box, 200, np.random.default_rng(0))
+    assert len(moved) == 200
+    iou = box_iou(np.array(moved), np.array([box]))[:, 0]
+    assert iou.min() >= JITTER_MIN_IOU and iou.mean() < 0.9  # moved, yet still a hit at IoU 0.5
+    assert len({b[0] for b in moved}) == 200
+    assert jittered_boxes(box, 0, np.random.default_rng(0)) == []
+
+
+def test_partial_windows_are_badly_placed_boxes_on_objects() -> None:
+    objects = [ObjectAnnotation((10.0, 10.0, 40.0, 60.0), 0), ObjectAnnotation((50.0, 20.0, 90.0, 50.0), 1)]
+    windows = partial_windows(objects, 100, np.random.default_rng(0))
+    assert len(windows) == 100
+    iou = box_iou(np.array(windows), np.array([o.box for o in objects]))
+    low, high = PARTIAL_IOU
+    assert (iou.max(axis=1) >= low).all() and (iou.max(axis=1) < high).all()
+    assert (iou.argmax(axis=1) == 0).any() and (iou.argmax(axis=1) == 1).any()  # around either object
+    assert partial_windows([], 3, np.random.default_rng(0)) == []
+
+
+def test_export_adds_jittered_copies_and_partial_background_crops(tmp_path: Path) -> None:
+    split = random_split(tmp_path / "data", num_images=6, seed=2)
+    plain = export_crops(split, tmp_path / "a", size=16, progress=False)
+    more = export_crops(split, tmp_path / "b", size=16, jitter=2, partial=1, progress=False)
+    objects = plain.total
+    assert sum(c for name, c in more.counts.items() if name != BACKGROUND) == 3 * objects
+    copies = sorted((tmp_path / "b" / "train").glob("*/*_j1.png"))
+    assert len(copies) == objects
+    partial = sorted((tmp_path / "b" / "train" / BACKGROUND).glob("*_p0.png"))
+    assert 0 < len(partial) == more.counts[BACKGROUND] <= 6
+    for f in (tmp_path / "a" / "train").glob("*/*.png"):  # the objects' own crops are unchanged
+        same = tmp_path / "b" / "train" / f.parent.name / f.name
+        assert np.array_equal(np.asarray(Image.open(f)), np.asarray(Image.open(same)))
+    with pytest.raises(ValueError, match="jitter crops must be >= 0"):
+        export_crops(split, tmp_path / "c", jitter=-1, progress=False)
