@@ -6,7 +6,8 @@ an image folder (:mod:`detect.data.crops`) and trains a ``classify`` model on it
 (``detector_kwargs.backbone_weights``).  Used by ``detect demo`` and
 ``tools/bench_detect_recipe.py``; by hand it is::
 
-    detect data crops data/digit-scenes/coco --out data/digit-crops --split train --split val --size 48 --negatives 1
+    detect data crops data/digit-scenes/coco --out data/digit-crops --split train --split val --size 48 --negatives 1 \
+        --jitter 1 --partial 1
     classify train --config configs/classify/classify_resnet18_digit_crops.yaml
     detect train --config configs/detect/train_recipe.yaml
 
@@ -31,7 +32,10 @@ RECIPE_PRESET = CONFIGS / "detect" / "train_recipe.yaml"
 QUICK_CLASSIFIER_PRESET = CONFIGS / "classify" / "classify_resnet18_digit_crops_quick.yaml"  # detect demo
 QUICK_PRESET = CONFIGS / "detect" / "train_quick.yaml"
 PRETRAIN_SPLITS = ("train", "val")
-RECIPE_NEGATIVES = 1  # background crops an image for the recipe's classifier: detector val mAP50 0.679 vs 0.665
+#: export_crops options of the recipe's pretraining: one background crop an image (detector val mAP50
+#: 0.679 vs 0.665), and crops like a detector's boxes for the classifier that rescores them
+#: (detect.rescore): a jittered copy of every object and one partial-object background window an image
+RECIPE_CROPS = {"negatives": 1, "jitter": 1, "partial": 1}
 
 
 @dataclass(frozen=True)
@@ -45,15 +49,15 @@ class Pretrained:
 
 
 def pretrain_backbone(data: str | Path, out: str | Path, preset: str | Path = CLASSIFIER_PRESET,
-                      overrides: Mapping[str, Any] | None = None, negatives: int = 0,
+                      overrides: Mapping[str, Any] | None = None, crops: Mapping[str, int] | None = None,
                       log: Callable[[str], None] = print) -> Pretrained:
     """Cut the train/val objects of ``data`` into ``out/crops`` and train the classifier of
     ``preset`` on them (run folder ``out/classifier``).
 
     The crops are ``image_size`` pixels square (the preset's), so the classifier sees them
-    unresized.  ``overrides`` are ``classify train`` settings, e.g. ``{"epochs": 2}``;
-    ``negatives`` background windows an image are cut into a ``background`` class as well
-    (:func:`detect.data.crops.export_crops`).
+    unresized.  ``overrides`` are ``classify train`` settings, e.g. ``{"epochs": 2}``; ``crops``
+    are :func:`detect.data.crops.export_crops` options (``negatives``, ``jitter``, ``partial``),
+    e.g. :data:`RECIPE_CROPS`.
     """
     from classify.engine import fit as fit_classifier
     from classify.train_config import TrainConfig
@@ -62,13 +66,13 @@ def pretrain_backbone(data: str | Path, out: str | Path, preset: str | Path = CL
 
     start = time.perf_counter()
     out = Path(out)
-    crops = out / "crops"
+    folder = out / "crops"
     settings = {"output": str(out), "name": "classifier", "progress": "false", **dict(overrides or {}),
-                "data": str(crops)}
+                "data": str(folder)}
     config = load_config(TrainConfig, preset, settings)
     size = config.image_size or 48
     for split in PRETRAIN_SPLITS:
-        summary = export_crops(load_split(data, split), crops, size=size, negatives=negatives,
+        summary = export_crops(load_split(data, split), folder, size=size, **dict(crops or {}),
                                overwrite=True, progress=False)
         log(f"cut {summary.total} {split} crops into {summary.folder} ({size} px)")
     result = fit_classifier(config, log=lambda line: log(f"classifier: {line}"))
@@ -79,7 +83,11 @@ def pretrain_backbone(data: str | Path, out: str | Path, preset: str | Path = CL
 
 def detector_config(preset: str | Path, backbone_weights: str | Path,
                     overrides: Mapping[str, Any] | None = None) -> DetectTrainConfig:
-    """The detector run of ``preset`` (with ``overrides``) on the backbone ``backbone_weights``."""
+    """The detector run of ``preset`` (with ``overrides``) on the backbone ``backbone_weights``
+    (the classifier checkpoint; a preset that rescores with a classifier, ``rescore_with``,
+    rescores with this one too)."""
     config = load_config(DetectTrainConfig, preset, dict(overrides or {}))
     kwargs = {**config.detector_kwargs, "backbone_weights": str(backbone_weights)}
+    if "rescore_with" in kwargs:
+        kwargs["rescore_with"] = str(backbone_weights)
     return dataclasses.replace(config, detector_kwargs=kwargs)

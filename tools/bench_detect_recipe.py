@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from classify.config import load_config  # noqa: E402
-from detect.recipe import RECIPE_NEGATIVES, RECIPE_PRESET, detector_config, pretrain_backbone  # noqa: E402
+from detect.recipe import RECIPE_CROPS, RECIPE_PRESET, detector_config, pretrain_backbone  # noqa: E402
 
 TV_PRESET = ROOT / "configs/detect/train_tv_default.yaml"
 LABELS = {"recipe": "ours: classifier-pretrained ResNet-18-FPN recipe",
@@ -159,8 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=["recipe", "tv"], help="run one of the two")
     p.add_argument("--recipe", type=Path, default=RECIPE_PRESET,
                    help="detector preset of our run (default: configs/detect/train_recipe.yaml)")
-    p.add_argument("--negatives", type=int, default=RECIPE_NEGATIVES, help="background crops an image in the "
-                   f"classifier's pretraining data (default: {RECIPE_NEGATIVES})")
+    for option, what in (("negatives", "background crops an image"), ("jitter", "jittered copies of each object"),
+                         ("partial", "partial-object background crops an image")):
+        p.add_argument(f"--{option}", type=int, default=RECIPE_CROPS[option],
+                       help=f"{what} in the classifier's pretraining data (default: {RECIPE_CROPS[option]})")
     p.add_argument("--report", action="store_true", help="only redraw the table and curve")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         if args.only in (None, "recipe"):
             pre = pretrain_backbone(args.data, args.out, overrides={"threads": args.threads, "device": "cpu"},
-                                    negatives=args.negatives, log=log)
+                                    crops={k: getattr(args, k) for k in RECIPE_CROPS}, log=log)
             meta_path.write_text(json.dumps({"pretrain_minutes": pre.minutes, "pretrain_val_top1": pre.val_top1,
                                              "budget": args.budget, "threads": args.threads}))
             train_detector(args.recipe, args.data, args.out / "recipe", args.budget - pre.minutes,

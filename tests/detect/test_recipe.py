@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from classify.config import load_config
 from detect.data.build import build_digit_scenes
 from detect.data.scenes import scene_config
 from detect.loading import build_detector, load_detector
-from detect.recipe import (CLASSIFIER_PRESET, QUICK_CLASSIFIER_PRESET, QUICK_PRESET, RECIPE_PRESET,
+from detect.recipe import (CLASSIFIER_PRESET, QUICK_CLASSIFIER_PRESET, QUICK_PRESET, RECIPE_CROPS, RECIPE_PRESET,
                            detector_config, pretrain_backbone)
 from detect.train import fit
 from detect.train_config import DetectTrainConfig
@@ -28,7 +29,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_pretrained_backbone_feeds_the_detector(tiny: Path, tmp_path: Path) -> None:
     lines: list[str] = []
     backbone = pretrain_backbone(tiny, tmp_path / "pre", QUICK_CLASSIFIER_PRESET,
-                                 {"epochs": 1, "batch_size": 16, "threads": 1, "device": "cpu"}, negatives=1,
+                                 {"epochs": 1, "batch_size": 16, "threads": 1, "device": "cpu"}, crops=RECIPE_CROPS,
                                  log=lines.append)
     assert backbone.weights == tmp_path / "pre" / "classifier" / "best.pt" and backbone.weights.is_file()
     assert 0.0 <= backbone.val_top1 <= 1.0 and backbone.minutes > 0
@@ -48,15 +49,28 @@ def test_pretrained_backbone_feeds_the_detector(tiny: Path, tmp_path: Path) -> N
     # the frozen stem still holds the classifier's weights after training
     assert torch.equal(detector.state_dict()["backbone.body.body.conv1.weight"], classifier["body.conv1.weight"])
 
+    # the same classifier rescoring the detections: the detector checkpoint alone rebuilds it
+    rescoring = dataclasses.replace(config, output=str(tmp_path / "rescored"), detector_kwargs={
+        **config.detector_kwargs, "rescore_with": str(backbone.weights)})
+    result = fit(rescoring)
+    assert result.test_metrics is not None
+    backbone.weights.rename(tmp_path / "moved.pt")
+    detector, names = load_detector(result.best, torch.device("cpu"))
+    assert detector.rescorer is not None and detector.rescorer.spec.class_names[-1] == "background"
+    assert detector.rescorer.class_map.tolist() == list(range(len(names)))
+    assert torch.equal(detector.state_dict()["rescorer.classifier.body.conv1.weight"], classifier["body.conv1.weight"])
+
 
 @pytest.mark.parametrize("preset", [RECIPE_PRESET, QUICK_PRESET])
 def test_recipe_presets_load(preset: Path) -> None:
     config = load_config(DetectTrainConfig, preset)
     assert config.detector == "faster_rcnn" and config.detector_kwargs["backbone"] == "resnet18"
     assert config.hflip == 0.0 and config.threads in (None, 1, 2)  # the machine has 2 cores
-    kwargs = {k: v for k, v in config.detector_kwargs.items() if k != "backbone_weights"}
+    kwargs = {k: v for k, v in config.detector_kwargs.items() if k not in ("backbone_weights", "rescore_with")}
     detector = build_detector(config.detector, 10, config.image_size, kwargs)  # every option is known
     assert detector.transform.min_size == (config.image_size,)
+    if "rescore_with" in config.detector_kwargs:  # the recipe rescores with the classifier it pretrains
+        assert detector_config(preset, "pre/best.pt").detector_kwargs["rescore_with"] == "pre/best.pt"
 
 
 def test_classifier_presets_are_the_digit_crop_runs() -> None:
