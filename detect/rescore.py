@@ -15,7 +15,7 @@ so the refinement costs no training time:
 ``max(w, h) * (1 + 2 * context)`` centred on the box, outside the image filled with its mean
 colour) and resized to the classifier's input side with RoIAlign.
 
-    >>> rescorer = CropRescorer.from_checkpoint("runs/recipe/classifier/best.pt", weight=0.35)
+    >>> rescorer = CropRescorer.from_checkpoint("runs/recipe/classifier/best.pt", num_classes=10)
     >>> rescorer.bind(["0", "1", ...])                  # detector label k -> classifier class
     >>> detections = rescorer(images, detections)        # eval-format dicts, new scores, re-sorted
 """
