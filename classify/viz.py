@@ -22,12 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from classify.features import Backbone
+
+if TYPE_CHECKING:
+    from classify.checkpoint import Checkpoint
 
 __all__ = [
     "feature_maps", "filter_grid", "first_conv", "first_layer_filters", "load_model",
@@ -249,10 +252,15 @@ def load_model(spec: str | Path, weights: str | Path | None = None) -> tuple[Bac
 
 def _from_checkpoint(path: Path) -> tuple[Backbone, str]:
     from classify.checkpoint import load_checkpoint
+
+    return model_from_checkpoint(load_checkpoint(path), path)
+
+
+def model_from_checkpoint(ckpt: Checkpoint, path: str | Path) -> tuple[Backbone, str]:
+    """The model of an already loaded checkpoint (``path`` names it in errors), and its registry name."""
     from classify.registry import get_model, get_model_entry
     from classify.weights import load_weights
 
-    ckpt = load_checkpoint(path)
     model_cfg = ckpt.config.get("model")
     sub = model_cfg if isinstance(model_cfg, Mapping) else {}
     name = sub.get("name") if sub else model_cfg

@@ -93,13 +93,13 @@ class CropRescorer(nn.Module):
             classifier = get_model(spec.model, num_classes=len(spec.class_names))
         else:
             from classify.checkpoint import load_checkpoint
-            from classify.viz import load_model
+            from classify.viz import model_from_checkpoint
 
             path = Path(source)
             if not path.is_file():
                 raise FileNotFoundError(f"rescoring classifier checkpoint not found: {path}")
             ckpt = load_checkpoint(path)
-            classifier, name = load_model(path)
+            classifier, name = model_from_checkpoint(ckpt, path)
             size = ckpt.config.get("image_size")
             if not ckpt.class_names or not isinstance(size, int):
                 raise ValueError(f"{path}: a rescoring classifier needs a 'classify train' checkpoint "
