@@ -140,3 +140,15 @@ def test_faster_rcnn_rescores_in_eval_and_keeps_the_classifier_frozen(tmp_path: 
     with torch.no_grad():
         again = rebuilt(images)
     assert all(torch.allclose(a["scores"], b["scores"]) for a, b in zip(again, refined))
+
+
+def test_rescoring_classifier_files_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="rescoring classifier checkpoint not found"):
+        CropRescorer.from_checkpoint(tmp_path / "missing.pt", num_classes=2)
+    bare = save_checkpoint(tmp_path / "bare.pt", get_model("resnet18", num_classes=3).state_dict(),
+                           config={"model": "resnet18", "num_classes": 3})  # no class names, no image size
+    with pytest.raises(ValueError, match="needs a 'classify train' checkpoint"):
+        CropRescorer.from_checkpoint(bare, num_classes=2)
+    spec = CropRescorer.from_checkpoint(_classifier_file(tmp_path), num_classes=2).spec
+    assert spec == RescorerSpec("resnet18", tuple(CLASSES), 32)
+    assert RescorerSpec.from_dict(spec.to_dict()) == spec

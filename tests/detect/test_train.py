@@ -119,6 +119,12 @@ def test_load_detector_rejects_other_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"the weights do not fit the model: missing keys \['model\.backbone.*"
                                          r"unexpected keys \['w'\]"):
         load_detector(path)
+    path = save_checkpoint(tmp_path / "rescored.pt", {"w": torch.zeros(1)}, class_names=["a", "b"],
+                           config={"detector": "faster_rcnn", "image_size": 64,
+                                   "detector_kwargs": {"rescore_with": "gone/best.pt"}})
+    with pytest.raises(ValueError, match="trained with rescore_with='gone/best.pt' but its checkpoint has "
+                                         "no rescorer spec"):
+        load_detector(path)
 
 
 # ----------------------------------------------------------------------------- resume, time budget
