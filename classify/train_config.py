@@ -100,8 +100,8 @@ class TrainConfig:
     min_lr_ratio: float = param(0.0, ge=0, le=1, help="cosine: final lr as a fraction of lr")
     label_smoothing: float = param(0.0, ge=0, lt=1, help="cross-entropy label smoothing")
     grad_clip: float | None = param(None, gt=0, help="clip the global gradient L2 norm")
-    amp: Literal["none", "bf16", "fp16"] = param("none", help="mixed precision on CUDA "
-                                                 "(ignored, with a note, on a CPU)")
+    amp: Literal["none", "bf16", "fp16"] = param("none", help="mixed precision: bf16 on CUDA or the CPU "
+                                                 "(AMX/AVX-512 BF16), fp16 on CUDA only")
     channels_last: bool = param(False, help="channels-last memory format (CPU too: 2x faster depthwise convs)")
     # -- run
     seed: int = param(0, ge=0, help="seed of initialisation, data order, augmentation and subsets")

@@ -61,8 +61,9 @@ def training_targets(targets: Sequence[Mapping[str, Any]], device: torch.device)
     return out
 
 
-def _autocast(device: torch.device, enabled: bool) -> Any:
-    return torch.autocast(device.type, dtype=torch.float16) if enabled else nullcontext()
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """Autocast to ``dtype`` on ``device`` (``None``: float32, no autocast)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def _check_losses(losses: Mapping[str, Tensor], epoch: int, iteration: int) -> Tensor:
@@ -79,9 +80,10 @@ def _check_losses(losses: Mapping[str, Tensor], epoch: int, iteration: int) -> T
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: list[Tensor],
                targets: list[dict[str, Tensor]], scaler: torch.amp.GradScaler | None = None,
-               grad_clip: float | None = None, amp: bool = False,
+               grad_clip: float | None = None, amp: torch.dtype | None = None,
                where: tuple[int, int] = (0, 0)) -> dict[str, float]:
-    """One forward/backward/step on a batch; returns the losses (and their sum ``loss``) as floats."""
+    """One forward/backward/step on a batch, the forward autocast to ``amp`` (``None``: float32);
+    returns the losses (and their sum ``loss``) as floats."""
     device = images[0].device
     with _autocast(device, amp):
         losses = model(images, targets)
@@ -113,7 +115,7 @@ def train_one_epoch(
     epoch: int,
     *,
     grad_clip: float | None = None,
-    amp: bool = False,
+    amp: torch.dtype | None = None,
     max_iters: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     meter: LossMeter | None = None,
@@ -158,7 +160,8 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def predict_batches(model: nn.Module, loader: Iterable[Batch], device: torch.device | str, amp: bool = False,
+def predict_batches(model: nn.Module, loader: Iterable[Batch], device: torch.device | str,
+                    amp: torch.dtype | None = None,
                     progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Tensor]], dict[str, float]]:
     """Targets, CPU detections and timing of every image of ``loader`` (model in eval mode).
 
@@ -189,7 +192,7 @@ def predict_batches(model: nn.Module, loader: Iterable[Batch], device: torch.dev
 
 def evaluate(model: nn.Module, data: DataLoader | Dataset, class_names: Sequence[str],
              device: torch.device | str = "cpu", *, batch_size: int = 8, num_workers: int = 0,
-             amp: bool = False, progress: bool = True) -> dict[str, Any]:
+             amp: torch.dtype | None = None, progress: bool = True) -> dict[str, Any]:
     """COCO box metrics of ``model`` on a loader or a dataset (images in original pixels).
 
     The process-wide RNG state is restored afterwards, so evaluating never changes a training

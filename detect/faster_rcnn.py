@@ -234,6 +234,8 @@ class FasterRCNN(GeneralizedRCNN):
         self.config = dict(config or {})
         self.class_names = list(class_names) if class_names is not None else None
         self.rescorer: CropRescorer | None = None
+        for head in (rpn.head, roi_heads.box_predictor):
+            head.register_forward_hook(_float32_outputs)
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         _validate_images(images)
@@ -260,6 +262,17 @@ class FasterRCNN(GeneralizedRCNN):
                 runs.append(super().forward(images))
         heads = self.roi_heads
         return [merge_detections(per_image, heads.nms_thresh, heads.detections_per_img) for per_image in zip(*runs)]
+
+
+def _float32_outputs(module: nn.Module, inputs: Any, outputs: Any) -> Any:
+    """Forward hook: the head's outputs in float32, so that under autocast the boxes are decoded
+    and the losses computed in float32 (torchvision decodes in the deltas' dtype: bfloat16 anchor
+    coordinates would be rounded to 2 px at 256-512 px)."""
+    if isinstance(outputs, Tensor):
+        return outputs.float()
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_float32_outputs(module, inputs, o) for o in outputs)
+    return outputs
 
 
 def merge_detections(results: Sequence[Mapping[str, Tensor]], iou_threshold: float,

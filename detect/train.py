@@ -95,8 +95,22 @@ class _Run:
         return self.ema.module if self.ema is not None else self.model
 
     @property
-    def amp(self) -> bool:
-        return self.config.amp and self.device.type == "cuda"
+    def train_dtype(self) -> torch.dtype | None:
+        """Autocast dtype of the training steps (``None``: float32)."""
+        return amp_dtype(self.config.amp, self.device)
+
+    @property
+    def eval_dtype(self) -> torch.dtype | None:
+        """Autocast dtype of evaluation: the training one on CUDA; float32 on the CPU, so the
+        reported metrics are those of the float32 model that is saved."""
+        return self.train_dtype if self.device.type == "cuda" else None
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """``amp`` ("none", "bf16", "fp16") as the autocast dtype on ``device``; fp16 is CUDA-only."""
+    if amp == "fp16":
+        return torch.float16 if device.type == "cuda" else None
+    return torch.bfloat16 if amp == "bf16" else None
 
 
 def log(message: str) -> None:
@@ -113,8 +127,8 @@ def _build(config: DetectTrainConfig) -> _Run:
         torch.set_num_threads(config.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    elif config.amp:
-        log("amp: mixed precision is used on CUDA only; training in float32 on the CPU")
+    elif config.amp == "fp16":
+        log("amp: fp16 is used on CUDA only; training in float32 on the CPU (amp: bf16 runs there)")
     seed_everything(config.seed)
     splits = load_training_splits(config)
     class_names = list(splits["train"].class_names)
@@ -128,9 +142,11 @@ def _build(config: DetectTrainConfig) -> _Run:
     if frozen:
         log(f"froze {len(frozen)} parameter tensors under {list(config.freeze)}")
     model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     total = total_iterations(config, sampler.num_batches())
     optimizer, scheduler = _optimisation(config, model, total)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16" and device.type == "cuda")
     ema = ModelEMA(model, config.ema_decay, config.ema_tau) if config.ema else None
     return _Run(config, device, splits, class_names, model, optimizer, scheduler, scaler, ema, loaders,
                 sampler, train_dataset, total, RunState())
@@ -255,7 +271,7 @@ def _train_epoch(run: _Run, stop_after: int | None) -> dict[str, float]:
         limit = min(limit, config.eval_every_iters - state.iteration % config.eval_every_iters)
     start = time.perf_counter()
     stats = train_one_epoch(run.model, run.optimizer, run.loaders["train"], run.scheduler, run.scaler, run.ema,
-                            run.device, state.epoch, grad_clip=config.grad_clip, amp=run.amp, max_iters=limit,
+                            run.device, state.epoch, grad_clip=config.grad_clip, amp=run.train_dtype, max_iters=limit,
                             should_stop=_time_check(run, start), meter=state.meter, progress=config.progress)
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
@@ -284,7 +300,7 @@ def _epoch_row(run: _Run, stats: dict[str, float], epoch_done: bool, wall_minute
 
 
 def _evaluate(run: _Run, role: str) -> dict[str, Any]:
-    return evaluate(run.eval_model, run.loaders[role], run.class_names, run.device, amp=run.amp,
+    return evaluate(run.eval_model, run.loaders[role], run.class_names, run.device, amp=run.eval_dtype,
                     progress=run.config.progress)
 
 
@@ -401,7 +417,7 @@ def final_report(checkpoint: Path, split: DatasetSplit, out_dir: Path, config: D
     model, class_names = load_detector(checkpoint, device)
     loader = build_eval_loader(split, config, device)
     with torch.random.fork_rng(devices=[]):
-        targets, outputs, timing = predict_batches(model, loader, device, config.amp and device.type == "cuda",
+        targets, outputs, timing = predict_batches(model, loader, device, amp_dtype(config.amp, device) if device.type == "cuda" else None,
                                                    config.progress)
     report = evaluate_all(class_names, targets, outputs, score_threshold=config.score_threshold)
     source = {"ground_truth": str(config.data), "split": split.name, "images": len(split.images),

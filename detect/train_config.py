@@ -68,7 +68,12 @@ class DetectTrainConfig:
     gamma: float = param(0.1, gt=0, le=1, help="step schedule: LR factor at each milestone")
     min_lr_ratio: float = param(0.0, ge=0, le=1, help="cosine schedule: final LR as a fraction of lr")
     grad_clip: float | None = param(None, gt=0, help="clip the global gradient L2 norm to this value")
-    amp: bool = param(False, help="mixed precision (float16 autocast + GradScaler); CUDA only")
+    amp: Literal["none", "bf16", "fp16"] = param("none", help="mixed precision of the training steps: "
+                                                 "bf16 autocast on CUDA or the CPU (AMX / AVX-512 BF16), "
+                                                 "fp16 autocast + GradScaler on CUDA only; evaluation "
+                                                 "autocasts on CUDA only")
+    channels_last: bool = param(False, help="the model's 4-D weights (so its convolutions) in channels-last "
+                                "memory format: faster oneDNN kernels on the CPU")
     ema: bool = param(False, help="keep an exponential moving average of the weights; it is "
                       "validated and saved as the model")
     ema_decay: float = param(0.9998, gt=0, lt=1, help="EMA decay per iteration")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -146,10 +147,20 @@ def test_frozen_backbone_changes_only_the_classifier(tmp_path: Path) -> None:
     assert changed == ["output.bias", "output.weight"]
 
 
-def test_amp_on_cpu_is_ignored_with_a_note(tmp_path: Path) -> None:
+def test_fp16_on_cpu_is_ignored_with_a_note(tmp_path: Path) -> None:
     lines: list[str] = []
-    fit(_config(tmp_path, epochs=1, amp="bf16", device="cpu"), log=lines.append)
-    assert lines[0].startswith("note: amp=bf16 applies on CUDA only")
+    fit(_config(tmp_path, epochs=1, amp="fp16", device="cpu"), log=lines.append)
+    assert lines[0].startswith("note: amp=fp16 applies on CUDA only")
+    assert DeviceSetup.from_config(_config(tmp_path, amp="fp16", device="cpu"), log=_quiet).amp_dtype is None
+
+
+def test_bf16_on_cpu_autocasts_and_trains(tmp_path: Path) -> None:
+    setup = DeviceSetup.from_config(_config(tmp_path, amp="bf16", device="cpu"), log=_quiet)
+    assert setup.amp_dtype is torch.bfloat16
+    with setup.autocast():
+        assert torch.nn.functional.linear(torch.ones(2, 3), torch.ones(4, 3)).dtype is torch.bfloat16
+    result = fit(_config(tmp_path, epochs=1, amp="bf16", device="cpu"), log=_quiet)
+    assert all(math.isfinite(v) for v in result.history[-1].values() if isinstance(v, float))
 
 
 def test_channels_last_on_cpu_trains_like_contiguous(tmp_path: Path) -> None:

@@ -364,3 +364,25 @@ def test_config_is_plain_and_rebuilds_the_architecture(name: str, kwargs: dict) 
     assert rebuilt.config == model.config
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
         k: v.shape for k, v in model.state_dict().items()}
+
+
+def test_under_bfloat16_autocast_the_heads_return_float32_and_boxes_stay_exact() -> None:
+    """torchvision decodes boxes in the deltas' dtype: bfloat16 anchors would be rounded to 2 px."""
+    model = _small(box_score_thresh=0.0)
+    images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1))]
+    targets = [{"boxes": torch.tensor([[10.0, 12.0, 30.0, 50.0]]), "labels": torch.tensor([1])}]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        objectness, deltas = model.rpn.head([torch.rand(1, 32, 8, 8)])
+        scores, box_deltas = model.roi_heads.box_predictor(torch.rand(4, 32))
+        losses = model(images, targets)
+    assert {t.dtype for t in (*objectness, *deltas, scores, box_deltas)} == {torch.float32}
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        reference = model(images)[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(images)[0]
+    assert mixed["boxes"].dtype == torch.float32 and mixed["boxes"].shape[0] > 0
+    # bfloat16 features move the boxes a little; rounded anchors would move them by whole pixels
+    matched = box_iou(mixed["boxes"][:10], reference["boxes"]).amax(dim=1)
+    assert matched.min() > 0.9

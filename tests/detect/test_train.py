@@ -291,7 +291,7 @@ def test_cli_errors_are_one_line_with_suggestions(tmp_path: Path) -> None:
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_amp_training_resumes_and_reports(tiny: Path, tmp_path: Path) -> None:
-    config = make_config(tiny, tmp_path / "cuda", device="cuda", amp=True, ema=True, max_iters=4, test_split=None)
+    config = make_config(tiny, tmp_path / "cuda", device="cuda", amp="fp16", ema=True, max_iters=4, test_split=None)
     first = fit(config, stop_after=2)
     assert first.stop_reason == "stop_after"
     result = fit(config, resume=first.last)
@@ -321,3 +321,26 @@ def test_detect_eval_runs_a_training_checkpoint(run, tiny: Path, tmp_path: Path)
     assert (tmp_path / "larger" / "metrics.json").is_file()
     model, _ = load_detector(result.run_dir / "best.pt", image_size=config.image_size * 2)
     assert model.model.transform.min_size == (config.image_size * 2,)  # the peer's torchvision transform
+
+
+def test_cpu_bfloat16_channels_last_training_saves_float32_contiguous_loadable_weights(tiny: Path,
+                                                                                       tmp_path: Path) -> None:
+    kwargs = {"backbone": "resnet18", "out_channels": 32, "representation_size": 32, "box_batch_size_per_image": 16}
+    config = make_config(tiny, tmp_path / "bf16", detector="faster_rcnn", detector_kwargs=kwargs, amp="bf16",
+                         channels_last=True, ema=True, ema_tau=3.0, max_iters=3, test_split=None)
+    result = fit(config)
+    assert result.stop_reason == "finished" and result.iterations == 3
+    row = result.history[-1]
+    assert all(math.isfinite(v) for k, v in row.items() if k.startswith("loss")) and row["loss"] > 0
+    weights = load_checkpoint(result.best).model
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+    model, _ = load_detector(result.best)
+    assert all(p.is_contiguous() for p in model.parameters())  # a checkpoint loads into a plain model whatever format trained it
+    with torch.no_grad():
+        out = model([torch.rand(3, 64, 64)])[0]
+    assert out["boxes"].dtype == torch.float32
+
+
+def test_fp16_on_the_cpu_trains_in_float32_with_a_note(tiny: Path, tmp_path: Path, capsys) -> None:
+    result = fit(make_config(tiny, tmp_path / "fp16", amp="fp16", max_iters=1, val_split=None, test_split=None))
+    assert result.iterations == 1 and "amp: fp16 is used on CUDA only" in capsys.readouterr().out
