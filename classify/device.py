@@ -1,4 +1,5 @@
-"""Turning a user's device name into a checked ``torch.device``."""
+"""Turning a user's device name into a checked ``torch.device``, and a mixed-precision name into
+its autocast dtype there."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {str(name)!r}")
     return device
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` ("none", "bf16", "fp16") on ``device``; ``None``: float32.
+
+    bfloat16 runs on CUDA and on the CPU (oneDNN uses AMX / AVX-512 BF16 where the CPU has them);
+    float16 is CUDA-only (``None`` on the CPU).
+    """
+    if amp == "fp16":
+        return torch.float16 if device.type == "cuda" else None
+    return torch.bfloat16 if amp == "bf16" else None

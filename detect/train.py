@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from classify.checkpoint import load_checkpoint, save_checkpoint
 from classify.config import config_to_dict, save_config
-from classify.device import resolve_device
+from classify.device import amp_dtype, resolve_device
 from detect.engine import evaluate, train_one_epoch
 from detect.history import metric_row, plot_curves, write_history
 from detect.loading import build_detector, load_detector
@@ -104,13 +104,6 @@ class _Run:
         """Autocast dtype of evaluation: the training one on CUDA; float32 on the CPU, so the
         reported metrics are those of the float32 model that is saved."""
         return self.train_dtype if self.device.type == "cuda" else None
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """``amp`` ("none", "bf16", "fp16") as the autocast dtype on ``device``; fp16 is CUDA-only."""
-    if amp == "fp16":
-        return torch.float16 if device.type == "cuda" else None
-    return torch.bfloat16 if amp == "bf16" else None
 
 
 def log(message: str) -> None:
@@ -417,8 +410,8 @@ def final_report(checkpoint: Path, split: DatasetSplit, out_dir: Path, config: D
     model, class_names = load_detector(checkpoint, device)
     loader = build_eval_loader(split, config, device)
     with torch.random.fork_rng(devices=[]):
-        targets, outputs, timing = predict_batches(model, loader, device, amp_dtype(config.amp, device) if device.type == "cuda" else None,
-                                                   config.progress)
+        dtype = amp_dtype(config.amp, device) if device.type == "cuda" else None  # float32 on the CPU
+        targets, outputs, timing = predict_batches(model, loader, device, dtype, config.progress)
     report = evaluate_all(class_names, targets, outputs, score_threshold=config.score_threshold)
     source = {"ground_truth": str(config.data), "split": split.name, "images": len(split.images),
               "objects": split.num_objects(), "predictions": None, "model": config.detector,
