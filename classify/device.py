@@ -34,3 +34,12 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "fp16":
         return torch.float16 if device.type == "cuda" else None
     return torch.bfloat16 if amp == "bf16" else None
+
+
+def slow_bf16_note(amp: str, device: torch.device) -> str | None:
+    """A note when ``amp="bf16"`` runs on a CPU without native bfloat16 (AMX / AVX-512 BF16), where
+    oneDNN emulates it and training may be slower than in float32; ``None`` otherwise."""
+    if amp != "bf16" or device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    return ("note: amp=bf16 on a CPU without native bfloat16 (AMX / AVX-512 BF16): it is emulated and "
+            "may train slower than float32 (amp: none)")

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from classify.augment import Augment, BatchTransform
 from classify.checkpoint import Checkpoint, save_checkpoint
 from classify.config import config_to_dict, load_config
-from classify.device import amp_dtype, resolve_device
+from classify.device import amp_dtype, resolve_device, slow_bf16_note
 from classify.data import DataSplits, default_hflip, load_data, make_loader
 from classify.features import Backbone
 from classify.metrics import EvalResult
@@ -71,6 +71,9 @@ class DeviceSetup:
         cuda = device.type == "cuda"
         if not cuda and config.amp == "fp16":
             log(f"note: amp=fp16 applies on CUDA only; running in float32 on {device} (amp=bf16 runs there)")
+        note = slow_bf16_note(config.amp, device)
+        if note:
+            log(note)
         amp = amp_dtype(config.amp, device)
         scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
         return cls(device, amp, config.channels_last, scaler)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from classify.checkpoint import load_checkpoint, save_checkpoint
 from classify.config import config_to_dict, save_config
-from classify.device import amp_dtype, resolve_device
+from classify.device import amp_dtype, resolve_device, slow_bf16_note
 from detect.engine import evaluate, train_one_epoch
 from detect.history import metric_row, plot_curves, write_history
 from detect.loading import build_detector, load_detector
@@ -122,6 +122,8 @@ def _build(config: DetectTrainConfig) -> _Run:
         torch.backends.cudnn.benchmark = True
     elif config.amp == "fp16":
         log("amp: fp16 is used on CUDA only; training in float32 on the CPU (amp: bf16 runs there)")
+    elif note := slow_bf16_note(config.amp, device):
+        log(note)
     seed_everything(config.seed)
     splits = load_training_splits(config)
     class_names = list(splits["train"].class_names)
