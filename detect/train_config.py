@@ -156,6 +156,8 @@ def config_from_dict(data: dict[str, Any]) -> DetectTrainConfig:
     from classify.config import load_config
 
     data = dict(data)
+    if isinstance(data.get("amp"), bool):  # checkpoints before amp became none|bf16|fp16: a bool for CUDA fp16
+        data["amp"] = "fp16" if data["amp"] else "none"
     kwargs = data.pop("detector_kwargs", {})
     overrides = {key: _as_override(value) for key, value in data.items()}
     base = load_config(DetectTrainConfig, None, overrides)

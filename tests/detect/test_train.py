@@ -247,6 +247,9 @@ def test_config_checks_and_detector_kwargs_parsing(tmp_path: Path) -> None:
         load_config(DetectTrainConfig, preset)
     quick = load_config(DetectTrainConfig, REPO / "configs/detect/train_quick.yaml")
     assert config_from_dict(config_to_dict(quick)) == quick
+    # checkpoints written before amp became none|bf16|fp16 stored a bool (CUDA fp16)
+    for old, new in ((False, "none"), (True, "fp16")):
+        assert config_from_dict({**config_to_dict(quick), "amp": old}).amp == new
 
 
 # ----------------------------------------------------------------------------- command line
