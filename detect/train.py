@@ -101,9 +101,13 @@ class _Run:
 
     @property
     def eval_dtype(self) -> torch.dtype | None:
-        """Autocast dtype of evaluation: the training one on CUDA; float32 on the CPU, so the
-        reported metrics are those of the float32 model that is saved."""
-        return self.train_dtype if self.device.type == "cuda" else None
+        return eval_amp_dtype(self.config.amp, self.device)
+
+
+def eval_amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype of evaluation: the training one on CUDA; float32 on the CPU, so the reported
+    metrics are those of the float32 model that is saved."""
+    return amp_dtype(amp, device) if device.type == "cuda" else None
 
 
 def log(message: str) -> None:
@@ -412,8 +416,8 @@ def final_report(checkpoint: Path, split: DatasetSplit, out_dir: Path, config: D
     model, class_names = load_detector(checkpoint, device)
     loader = build_eval_loader(split, config, device)
     with torch.random.fork_rng(devices=[]):
-        dtype = amp_dtype(config.amp, device) if device.type == "cuda" else None  # float32 on the CPU
-        targets, outputs, timing = predict_batches(model, loader, device, dtype, config.progress)
+        targets, outputs, timing = predict_batches(model, loader, device, eval_amp_dtype(config.amp, device),
+                                                   config.progress)
     report = evaluate_all(class_names, targets, outputs, score_threshold=config.score_threshold)
     source = {"ground_truth": str(config.data), "split": split.name, "images": len(split.images),
               "objects": split.num_objects(), "predictions": None, "model": config.detector,
