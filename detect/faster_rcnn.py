@@ -43,7 +43,6 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import initLevelMapper
 
 from classify.checkpoint import FORMAT as CHECKPOINT_FORMAT
@@ -55,6 +54,7 @@ from detect.backbone import DetectionBackbone, build_backbone
 from detect.box_ops import batched_nms, validate_boxes
 from detect.registry import register_detector
 from detect.rescore import CropRescorer
+from detect.roi_align import ParallelMultiScaleRoIAlign
 
 __all__ = ["FasterRCNN", "FasterRCNNConfig", "build_from_config", "faster_rcnn", "merge_detections",
            "load_detector_state", "read_detector_checkpoint", "validate_targets"]
@@ -424,15 +424,16 @@ def _rpn(body: DetectionBackbone, fpn: bool, config: FasterRCNNConfig) -> Region
         config.rpn_nms_thresh, score_thresh=config.rpn_score_thresh)
 
 
-def _roi_pool(body: DetectionBackbone, config: FasterRCNNConfig) -> MultiScaleRoIAlign:
+def _roi_pool(body: DetectionBackbone, config: FasterRCNNConfig) -> ParallelMultiScaleRoIAlign:
     """RoIAlign over the backbone's levels, its scales set from their declared strides.
 
     torchvision infers them on the first call from feature and image sizes, rounded to a power of
     two, and keeps them: a small first input padded a lot (38 x 48 px padded to 64 x 64) gives
-    stride 2 for the stride-4 level, and every later call pools at the wrong scale.
+    stride 2 for the stride-4 level, and every later call pools at the wrong scale.  The pool is
+    torchvision's with a backward that uses every CPU thread (:mod:`detect.roi_align`).
     """
     levels = body.levels
-    pool = MultiScaleRoIAlign([f.name for f in levels], config.roi_output_size, config.roi_sampling_ratio,
+    pool = ParallelMultiScaleRoIAlign([f.name for f in levels], config.roi_output_size, config.roi_sampling_ratio,
                               canonical_scale=config.roi_canonical_scale,
                               canonical_level=config.roi_canonical_level)
     pool.scales = [1.0 / f.stride for f in levels]
