@@ -46,15 +46,20 @@ def log(message: str) -> None:
 
 
 def train_detector(preset: Path, data: Path, output: Path, budget_min: float, eval_every: int,
-                   threads: int, backbone_weights: Path | None = None, max_iters: int | None = None) -> None:
+                   threads: int, backbone_weights: Path | None = None, max_iters: int | None = None,
+                   epoch_evals: bool = False) -> None:
     """One detector run of ``preset`` on ``threads`` torch threads, stopped by ``budget_min``
-    training minutes (``max_iters``: replaces the preset's schedule length)."""
+    training minutes (``max_iters``: replaces the preset's schedule length).  Validation and test
+    run every ``eval_every`` iterations and at the end, after every epoch too with ``epoch_evals``
+    (about two wall minutes each here; not counted in the training minutes)."""
     from detect.train import fit
     from detect.train_config import DetectTrainConfig
 
     overrides = {"data": str(data), "output": str(output), "time_budget_min": budget_min, "threads": threads,
-                 "device": "cpu", "eval_every_iters": eval_every, "test_period": 1, "exist_ok": True,
-                 "progress": False}
+                 "device": "cpu", "eval_every_iters": eval_every, "exist_ok": True, "progress": False,
+                 # without epoch_evals: a test period longer than any run (the test split is scored at
+                 # the eval_every marks, which need test_period > 0) and validation at the marks only
+                 "eval_period": 1 if epoch_evals else 0, "test_period": 1 if epoch_evals else 10**6}
     if max_iters is not None:
         overrides["max_iters"] = max_iters
     fit(detector_config(preset, backbone_weights, overrides) if backbone_weights is not None
@@ -156,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-iters", type=int, help="our detector's schedule length (default: the preset's; "
                    "size it to the iterations the budget allows at --threads)")
     p.add_argument("--eval-every", type=int, default=250, help="score the test split every N iterations")
+    p.add_argument("--epoch-evals", action="store_true",
+                   help="validate and test after every epoch too (default: every --eval-every iterations)")
     p.add_argument("--only", choices=["recipe", "tv"], help="run one of the two")
     p.add_argument("--recipe", type=Path, default=RECIPE_PRESET,
                    help="detector preset of our run (default: configs/detect/train_recipe.yaml)")
@@ -174,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             meta_path.write_text(json.dumps({"pretrain_minutes": pre.minutes, "pretrain_val_top1": pre.val_top1,
                                              "budget": args.budget, "threads": args.threads}))
             train_detector(args.recipe, args.data, args.out / "recipe", args.budget - pre.minutes,
-                           args.eval_every, args.threads, pre.weights, args.max_iters)
+                           args.eval_every, args.threads, pre.weights, args.max_iters, args.epoch_evals)
         if args.only in (None, "tv"):
-            train_detector(TV_PRESET, args.data, args.out / "tv", args.budget, args.eval_every, args.threads)
+            train_detector(TV_PRESET, args.data, args.out / "tv", args.budget, args.eval_every, args.threads,
+                           epoch_evals=args.epoch_evals)
     print(report(args.out, args.budget))
     return 0
 
