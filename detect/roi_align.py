@@ -17,6 +17,7 @@ torch thread.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,20 +32,33 @@ MIN_ROIS_PER_CHUNK = 16  # fewer RoIs than this a thread: one call (the threads'
 _pool: ThreadPoolExecutor | None = None
 
 
-def _single_threaded() -> None:
-    """A pool thread's own ops run on it alone: an OpenMP team of its own would compete with the
-    main thread's (and keep spinning after the kernel returns)."""
+def _single_threaded(started: threading.Barrier) -> None:
+    """Pool-thread initializer: the thread's own ops run on it alone (an OpenMP team of its own
+    would compete with the main thread's and keep spinning after the kernel returns)."""
     torch.set_num_threads(1)
+    torch.get_num_threads()  # settles this thread's count now, before the caller restores the global one
+    started.wait()
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
-    """A process-wide pool of ``workers`` threads (rebuilt when the thread count changes)."""
+    """A process-wide pool of ``workers`` threads of one torch thread each (rebuilt when the thread
+    count changes).
+
+    ``torch.set_num_threads`` also sets the count that threads started later adopt, so the pool's
+    threads are all started here and the caller's setting is then restored: the rest of the
+    process keeps its thread count.
+    """
     global _pool
     if _pool is None or _pool._max_workers != workers:  # noqa: SLF001 - no public accessor
         if _pool is not None:
             _pool.shutdown(wait=False)
+        started = threading.Barrier(workers + 1)
         _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="roi_align_backward",
-                                   initializer=_single_threaded)
+                                   initializer=_single_threaded, initargs=(started,))
+        for _ in range(workers):
+            _pool.submit(int)  # each submission starts a thread while none is idle
+        started.wait()
+        torch.set_num_threads(workers)
     return _pool
 
 

@@ -113,3 +113,25 @@ def test_inference_and_one_thread_are_torchvisions_path(monkeypatch):
     assert torch.get_num_threads() == 1  # the suite's setting
     leaves = OrderedDict((k, v.requires_grad_(True)) for k, v in features.items())
     ours(leaves, boxes, shapes).sum().backward()
+
+
+def test_pool_threads_leave_the_process_thread_count_alone(two_threads, monkeypatch):
+    """The pool's threads run one torch thread each; the caller and threads started later keep 2."""
+    import threading
+
+    monkeypatch.setattr(roi_align, "_pool", None)  # built afresh by this backward
+    features, boxes, shapes = _inputs(5, levels=1)
+    ours, _ = _pools(1)
+    _pooled_and_grads(ours, features, boxes, shapes, torch.ones(20, 8, 7, 7))
+    seen = {}
+
+    def later() -> None:
+        torch.zeros(1 << 16).add_(1)
+        seen["later"] = torch.get_num_threads()
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    thread.join()
+    assert torch.get_num_threads() == 2 and seen["later"] == 2
+    assert list(roi_align._pool.map(lambda _: torch.get_num_threads(), range(2))) == [1, 1]
+    roi_align._pool.shutdown()
