@@ -142,6 +142,22 @@ def test_freeze_batchnorm_matches_eval_batchnorm() -> None:
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_frozen_batchnorm_keeps_the_input_dtype_under_autocast() -> None:
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(8)
+    _randomize(bn)
+    frozen, reference = freeze_batchnorm(bn), FrozenBatchNorm2d(8, eps=bn.eps)
+    reference.load_state_dict(frozen.state_dict())
+    x = torch.randn(2, 8, 5, 5, requires_grad=True)
+    torch.testing.assert_close(frozen(x), reference(x), rtol=1e-6, atol=1e-6)
+    assert reference(x.bfloat16()).dtype == torch.float32  # torchvision's promotes to its buffers' dtype
+    y = frozen(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), reference(x), rtol=2e-2, atol=2e-2)
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
+
+
 # -- weights ------------------------------------------------------------------------------------
 def test_backbone_init_from_classify_checkpoint(tmp_path) -> None:
     classifier = get_model("resnet18", num_classes=10)

@@ -13,7 +13,7 @@ from torchvision.ops import box_iou
 from classify import get_model, get_model_entry
 from classify.checkpoint import save_checkpoint
 from detect.anchors import fit_anchor_sizes
-from detect.backbone import usable_backbones
+from detect.backbone import KeepDtypeFrozenBatchNorm2d, usable_backbones
 from detect.faster_rcnn import FasterRCNN, build_from_config, faster_rcnn, merge_detections
 from detect.registry import detector_entry, get_detector, list_detectors
 
@@ -346,7 +346,7 @@ def test_backbone_weights_freeze_like_torchvision(tmp_path) -> None:
     model = faster_rcnn("resnet18", num_classes=2, backbone_weights=path, image_size=64, **SMALL)
     body = model.backbone.body.body
     assert torch.equal(body.layer3[0].conv1.weight, classifier.body.layer3[0].conv1.weight)
-    assert type(body.bn1).__name__ == "FrozenBatchNorm2d"  # frozen_bn defaults to True here
+    assert type(body.bn1) is KeepDtypeFrozenBatchNorm2d  # frozen_bn defaults to True here
     assert not body.conv1.weight.requires_grad and not body.layer1[0].conv1.weight.requires_grad
     assert body.layer2[0].conv1.weight.requires_grad  # trainable_layers defaults to 3
     assert model.config["trainable_layers"] == 3
