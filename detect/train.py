@@ -91,6 +91,11 @@ class _Run:
     state: RunState
 
     @property
+    def configured_iters(self) -> int:
+        """The run's length as configured (``total_iters`` is shorter once fitted to a time budget)."""
+        return total_iterations(self.config, self.sampler.num_batches())
+
+    @property
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
@@ -156,9 +161,35 @@ def _optimisation(config: DetectTrainConfig, model: nn.Module,
     """The optimiser over the trainable parameters and its per-iteration LR schedule."""
     optimizer = build_optimizer(model, config.optimizer, config.lr, config.weight_decay, config.momentum,
                                 config.beta2, config.decay_norm_and_bias)
-    schedule = LRSchedule(total, config.warmup_iters, config.warmup_factor, config.schedule,
-                          milestone_iterations(config.milestones, total), config.gamma, config.min_lr_ratio)
-    return optimizer, build_scheduler(optimizer, schedule)
+    return optimizer, build_scheduler(optimizer, _schedule(config, total))
+
+
+def _schedule(config: DetectTrainConfig, total: int) -> LRSchedule:
+    return LRSchedule(total, config.warmup_iters, config.warmup_factor, config.schedule,
+                      milestone_iterations(config.milestones, total), config.gamma, config.min_lr_ratio)
+
+
+def _set_schedule_length(run: _Run, total: int) -> None:
+    """Make the LR schedule (and the run) span ``total`` iterations from now on."""
+    run.total_iters = total
+    run.scheduler.lr_lambdas = [_schedule(run.config, total) for _ in run.scheduler.lr_lambdas]
+
+
+def _fit_schedule(run: _Run, session_iters: int, session_minutes: float) -> None:
+    """``fit_schedule_to_budget``: shorten the schedule so that it ends when the time budget does,
+    at this session's speed so far (``session_minutes`` for ``session_iters`` iterations), with 1%
+    to spare; never longer than the configured length. A schedule fitted to end now ends the run
+    ("finished", at the schedule's last learning rate)."""
+    if session_iters < 1 or session_minutes <= 0:
+        return
+    left = run.config.time_budget_min - run.state.train_minutes
+    fitted = run.state.iteration + int(0.99 * left * session_iters / session_minutes)
+    total = min(run.configured_iters, max(run.state.iteration, fitted))
+    if total != run.total_iters:
+        if run.total_iters == run.configured_iters:
+            log(f"LR schedule fitted to the {run.config.time_budget_min:g}-minute budget: {total} iterations "
+                f"at {60 * session_minutes / session_iters:.2f} s an iteration (refitted as training goes)")
+        _set_schedule_length(run, total)
 
 
 def _check_run_dir(config: DetectTrainConfig, resuming: bool) -> Path:
@@ -237,7 +268,9 @@ def _load_scheduler(run: _Run, state: dict[str, Any]) -> None:
     state = {**state, "lr_lambdas": [None] * len(run.scheduler.lr_lambdas)}
     run.scheduler.load_state_dict(state)
     before = saved[0].get("total_iters") if saved else None
-    if before is not None and before != run.total_iters:
+    if run.config.fit_schedule_to_budget and before is not None and before < run.total_iters:
+        _set_schedule_length(run, before)  # the length fitted so far; refitted at this session's speed
+    elif before is not None and before != run.total_iters:
         log(f"the LR schedule now spans {run.total_iters} iterations (the checkpoint's spanned {before})")
 
 
@@ -385,8 +418,11 @@ def fit(config: DetectTrainConfig, resume: str | Path | None = None, stop_after:
     log(f"training {config.detector} on {config.data} ({len(run.splits['train'])} images, "
         f"{len(run.class_names)} classes) for {run.total_iters} iterations on {run.device}; run folder {run_dir}")
     reason = None
+    start_iteration, start_minutes = run.state.iteration, run.state.train_minutes
     while reason is None:
         stats = _train_epoch(run, stop_after)
+        if config.fit_schedule_to_budget:
+            _fit_schedule(run, run.state.iteration - start_iteration, run.state.train_minutes - start_minutes)
         over = config.time_budget_min is not None and run.state.train_minutes >= config.time_budget_min
         reason = _stop_reason(run, stop_after, over)
         if reason is not None or run.state.batch_in_epoch == run.sampler.num_batches() or _at_mark(run):

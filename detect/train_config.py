@@ -52,6 +52,10 @@ class DetectTrainConfig:
     max_iters: int | None = param(None, ge=1, help="total iterations; replaces epochs when set")
     time_budget_min: float | None = param(None, gt=0, help="stop cleanly after this many minutes of "
                                           "training (validation excluded), then validate, save and report")
+    fit_schedule_to_budget: bool = param(False, help="with time_budget_min: after every stretch of training "
+                                         "(an epoch, or eval_every_iters), shorten the LR schedule so that it "
+                                         "ends with the budget at the speed measured so far (never longer "
+                                         "than epochs / max_iters)")
     batch_size: int = param(4, ge=1, help="images per iteration")
     # -- optimiser and schedule
     optimizer: Literal["sgd", "adamw"] = param("sgd", help="optimiser")
@@ -118,6 +122,9 @@ class DetectTrainConfig:
         if self.scale_jitter is not None and self.scale_jitter[0] > self.scale_jitter[1]:
             raise ValueError(f"DetectTrainConfig.scale_jitter: expected (low, high) with low <= high, "
                              f"got {list(self.scale_jitter)}")
+        if self.fit_schedule_to_budget and self.time_budget_min is None:
+            raise ValueError("DetectTrainConfig.fit_schedule_to_budget: needs time_budget_min (the minutes "
+                             "to fit the schedule into); set it, or fit_schedule_to_budget: false")
         if any(p == "" for p in self.freeze):
             raise ValueError("DetectTrainConfig.freeze: expected non-empty parameter-name prefixes, got ''")
 

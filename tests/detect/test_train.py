@@ -22,7 +22,7 @@ from detect.data.scenes import scene_config
 from detect.engine import evaluate
 from detect.loading import load_detector
 from detect.registry import list_detectors
-from detect.train import fit
+from detect.train import TrainResult, fit
 from detect.train_config import DetectTrainConfig, config_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,6 +184,73 @@ def test_time_budget_stops_cleanly_validates_and_saves(tiny: Path, tmp_path: Pat
     assert result.best.is_file() and (tmp_path / "budget" / "curves.png").is_file()
     with pytest.raises(FileExistsError, match="already holds a run"):
         fit(config)
+
+
+class _Clock:
+    """A stand-in for ``time`` in detect.train: training takes 6 s (0.1 min) an iteration."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def six_seconds_an_iteration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make detect.train's clock read 6 s (0.1 min) of training per iteration, whatever the machine."""
+    import detect.train as train_module
+
+    clock, real_step = _Clock(), train_module.train_one_epoch
+
+    def timed(*args, **kwargs):
+        stats = real_step(*args, **kwargs)
+        clock.now += 6.0 * stats["iterations"]
+        return stats
+
+    monkeypatch.setattr(train_module, "time", clock)
+    monkeypatch.setattr(train_module, "train_one_epoch", timed)
+
+
+def fitted_config(tiny: Path, output: Path) -> DetectTrainConfig:
+    return make_config(tiny, output, max_iters=30, eval_every_iters=2, time_budget_min=1.0,
+                       fit_schedule_to_budget=True, schedule="cosine", min_lr_ratio=0.1, test_split=None)
+
+
+def assert_fitted_to_nine_iterations(result: TrainResult, config: DetectTrainConfig) -> None:
+    # after 2 iterations in 0.2 min: 0.8 min left = 8 more at that speed, 7 with 1% to spare -> 9
+    assert result.stop_reason == "finished" and result.iterations == 9
+    assert result.minutes == pytest.approx(0.9)
+    assert json.loads((result.run_dir / "history.json").read_text())["total_iterations"] == 9
+    extra = load_checkpoint(result.last).extra
+    assert extra["scheduler"]["lr_lambdas"][0]["total_iters"] == 9
+    assert extra["optimizer"]["param_groups"][0]["lr"] == pytest.approx(config.lr * 0.1)  # the cosine's end
+
+
+def test_schedule_fitted_to_the_time_budget_ends_with_it(tiny: Path, tmp_path: Path,
+                                                        six_seconds_an_iteration: None) -> None:
+    config = fitted_config(tiny, tmp_path / "fit")
+    assert_fitted_to_nine_iterations(fit(config), config)
+
+
+def test_resume_keeps_the_fitted_schedule(tiny: Path, tmp_path: Path, six_seconds_an_iteration: None) -> None:
+    config = fitted_config(tiny, tmp_path / "fit")
+    first = fit(config, stop_after=4)
+    assert first.stop_reason == "stop_after"
+    assert load_checkpoint(first.last).extra["scheduler"]["lr_lambdas"][0]["total_iters"] == 9
+    assert_fitted_to_nine_iterations(fit(config, resume=first.last), config)
+
+
+def test_fitted_schedule_is_never_longer_than_configured(tiny: Path, tmp_path: Path) -> None:
+    config = make_config(tiny, tmp_path / "fit_long", max_iters=3, eval_every_iters=1, time_budget_min=60.0,
+                         fit_schedule_to_budget=True, test_split=None)
+    result = fit(config)
+    assert result.stop_reason == "finished" and result.iterations == 3
+
+
+def test_fit_schedule_to_budget_needs_a_budget(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fit_schedule_to_budget: needs time_budget_min"):
+        make_config(tiny, tmp_path / "x", fit_schedule_to_budget=True)
 
 
 # ----------------------------------------------------------------------------- data and model errors
