@@ -6,7 +6,7 @@ Public API (imported lazily, so ``import classify`` does not import torch)::
     list_models(pattern="") -> list[str]
     get_model_entry(name) -> ModelEntry      # input sizes, normalisation, packaged weights
     register_model(...)                       # decorator adding a builder to the registry
-    Backbone, FeatureInfo                     # the contract (see classify.features)
+    Backbone, FeatureInfo                     # the contract (see classify.models.features)
     AuxOutputs, classification_loss           # training outputs with auxiliary heads
     load_weights(model, path), LoadReport     # strict loading of local state dicts
     efficientnet_lite0_weights_path()         # the packaged ImageNet EfficientNet-Lite0 file
@@ -20,26 +20,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from classify.features import Backbone, FeatureInfo
+    from classify.models.features import Backbone, FeatureInfo
     from classify.models.efficientnet_lite import efficientnet_lite0_weights_path
-    from classify.outputs import AuxOutputs, classification_loss
-    from classify.registry import (
+    from classify.models.outputs import AuxOutputs, classification_loss
+    from classify.models.registry import (
         ModelEntry, get_model, get_model_entry, list_models, register_model,
     )
-    from classify.weights import LoadReport, load_weights
+    from classify.models.weights import LoadReport, load_weights
 
 _LAZY = {
-    "Backbone": "classify.features",
-    "FeatureInfo": "classify.features",
-    "AuxOutputs": "classify.outputs",
-    "classification_loss": "classify.outputs",
-    "ModelEntry": "classify.registry",
-    "get_model": "classify.registry",
-    "get_model_entry": "classify.registry",
-    "list_models": "classify.registry",
-    "register_model": "classify.registry",
-    "LoadReport": "classify.weights",
-    "load_weights": "classify.weights",
+    "Backbone": "classify.models.features",
+    "FeatureInfo": "classify.models.features",
+    "AuxOutputs": "classify.models.outputs",
+    "classification_loss": "classify.models.outputs",
+    "ModelEntry": "classify.models.registry",
+    "get_model": "classify.models.registry",
+    "get_model_entry": "classify.models.registry",
+    "list_models": "classify.models.registry",
+    "register_model": "classify.models.registry",
+    "LoadReport": "classify.models.weights",
+    "load_weights": "classify.models.weights",
     "efficientnet_lite0_weights_path": "classify.models.efficientnet_lite",
 }
 

@@ -17,7 +17,7 @@ __all__ = ["get_detector", "list_detectors"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from detect import registry
+        from detect.models import registry
 
         return getattr(registry, name)
     raise AttributeError(f"module 'detect' has no attribute {name!r}")

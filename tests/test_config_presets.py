@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from classify.config import load_config
-from classify.train_config import TrainConfig
+from classify.base.config import load_config
+from classify.engine.config import TrainConfig
 from detect.data.scenes import SceneConfig
-from detect.train_config import DetectTrainConfig
+from detect.engine.config import DetectTrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CLASSES = {"scenes": SceneConfig, "train": DetectTrainConfig, "classify": TrainConfig}

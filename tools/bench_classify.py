@@ -1,7 +1,7 @@
 """Classifier-training benchmark: accuracy and epoch time of the zoo on the packaged real data.
 
 Each row is ``classify train`` with a preset from ``configs/classify`` (plus a few flags) run
-through :func:`classify.engine.fit`; the table gives the test top-1 of the final model, the
+through :func:`classify.engine.trainer.fit`; the table gives the test top-1 of the final model, the
 mean wall-clock seconds of one training epoch (data, augmentation, forward, backward, step;
 validation excluded) and the command that reproduces the row.
 
@@ -35,9 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from classify.config import load_config  # noqa: E402
-from classify.engine import fit  # noqa: E402
-from classify.train_config import TrainConfig  # noqa: E402
+from classify.base.config import load_config  # noqa: E402
+from classify.engine.trainer import fit  # noqa: E402
+from classify.engine.config import TrainConfig  # noqa: E402
 
 PRESETS = Path("configs/classify")
 
@@ -113,7 +113,7 @@ def _torchvision_fashion(root: Path, transforms: tuple) -> tuple:
 
     from torchvision import datasets
 
-    from classify.data import FASHION_DIR, FASHION_FILES
+    from classify.data.datasets import FASHION_DIR, FASHION_FILES
 
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
@@ -128,8 +128,8 @@ def _peer_transforms(config: TrainConfig) -> tuple:
     import torch
     from torchvision.transforms import v2
 
-    from classify.augment import normalization_for
-    from classify.registry import get_model_entry
+    from classify.data.augment import normalization_for
+    from classify.models.registry import get_model_entry
 
     entry = get_model_entry(config.model)
     size = config.image_size or entry.input_size
@@ -154,8 +154,8 @@ def run_peer(row: Row, extra: dict[str, str], threads: int) -> dict:
 
     from torch.utils.data import Subset
 
-    from classify.data import per_class_subset
-    from classify.registry import get_model
+    from classify.data.datasets import per_class_subset
+    from classify.models.registry import get_model
 
     config = load_config(TrainConfig, ROOT / PRESETS / row.preset, {**row.flags, **extra})
     if config.data != "fashion" or config.schedule != "cosine" or config.optimizer not in ("adam", "sgd"):

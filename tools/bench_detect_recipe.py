@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from classify.config import load_config  # noqa: E402
-from detect.recipe import RECIPE_CROPS, RECIPE_PRESET, detector_config, pretrain_backbone  # noqa: E402
+from classify.base.config import load_config  # noqa: E402
+from detect.tasks.recipe import RECIPE_CROPS, RECIPE_PRESET, detector_config, pretrain_backbone  # noqa: E402
 
 TV_PRESET = ROOT / "configs/detect/train_tv_default.yaml"
 LABELS = {"recipe": "ours: classifier-pretrained ResNet-18-FPN recipe",
@@ -52,8 +52,8 @@ def train_detector(preset: Path, data: Path, output: Path, budget_min: float, ev
     training minutes (``max_iters``: replaces the preset's schedule length).  Validation and test
     run every ``eval_every`` iterations and at the end, after every epoch too with ``epoch_evals``
     (about two wall minutes each here; not counted in the training minutes)."""
-    from detect.train import fit
-    from detect.train_config import DetectTrainConfig
+    from detect.engine.trainer import fit
+    from detect.engine.config import DetectTrainConfig
 
     overrides = {"data": str(data), "output": str(output), "time_budget_min": budget_min, "threads": threads,
                  "device": "cpu", "eval_every_iters": eval_every, "exist_ok": True, "progress": False,

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from classify.registry import get_model  # noqa: E402
+from classify.models.registry import get_model  # noqa: E402
 
 MODELS = ["resnet18", "mobilenet_v2", "mobilenet_v1", "shufflenet_v2_x1_0", "efficientnet_lite0"]
 

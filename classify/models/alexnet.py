@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 from torchvision.models import alexnet as tv_alexnet
 
-from classify.features import last
+from classify.models.features import last
 from classify.models.tv_wrapper import SequentialBackbone
-from classify.registry import register_model
+from classify.models.registry import register_model
 
 __all__ = ["AlexNet", "alexnet"]
 

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 from torchvision import models as tvm
 
-from classify.features import last
+from classify.models.features import last
 from classify.models.tv_wrapper import SequentialBackbone
-from classify.registry import register_model
+from classify.models.registry import register_model
 
 __all__ = ["ConvNeXt", "convnext_tiny"]
 

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models as tvm
 
-from classify.features import FeatureInfo, last
+from classify.models.features import FeatureInfo, last
 from classify.models.tv_wrapper import TorchvisionBackbone, run_named
-from classify.registry import register_model
+from classify.models.registry import register_model
 
 __all__ = ["DenseNet", "densenet121", "densenet169", "densenet201"]
 

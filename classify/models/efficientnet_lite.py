@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
-from classify.features import Backbone, FeatureInfo, last, run_sequential
-from classify.registry import register_model
+from classify.models.features import Backbone, FeatureInfo, last, run_sequential
+from classify.models.registry import register_model
 
 __all__ = ["Conv2dSame", "EfficientNetLite", "MBConvLite", "efficientnet_lite0",
            "efficientnet_lite0_weights_path", "LITE0_PACKAGE", "LITE0_FILE"]

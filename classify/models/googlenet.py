@@ -6,7 +6,7 @@ Wraps torchvision's ``GoogLeNet``.  Taps: ``conv1`` (stride 2, 64 ch), ``conv3``
 Auxiliary classifiers (``aux_logits=True``, the default) read ``inception4a`` and
 ``inception4d``.  In training mode ``model(x)`` returns
 ``AuxOutputs(logits, (aux1, aux2), (0.3, 0.3))`` so the loss can weight them 0.3 as in the paper
-(:func:`classify.outputs.classification_loss`); in eval mode, and from ``forward_head`` always,
+(:func:`classify.models.outputs.classification_loss`); in eval mode, and from ``forward_head`` always,
 it returns the main logits.  The aux heads hold 6,379,984 parameters at 1000 classes on top of
 the 6,624,904 of the network proper (torchvision's published count excludes them).  Built with
 ``aux_logits=False``, the model ignores aux-head weights found in a checkpoint.
@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 from torchvision.models import googlenet as tv_googlenet
 
-from classify.features import FeatureInfo, last
+from classify.models.features import FeatureInfo, last
 from classify.models.tv_wrapper import TorchvisionBackbone, run_named
-from classify.outputs import AuxOutputs
-from classify.registry import register_model
+from classify.models.outputs import AuxOutputs
+from classify.models.registry import register_model
 
 __all__ = ["GoogLeNet", "googlenet"]
 

@@ -23,10 +23,10 @@ import torch
 from torch import Tensor
 from torchvision.models import inception_v3 as tv_inception_v3
 
-from classify.features import FeatureInfo, last
+from classify.models.features import FeatureInfo, last
 from classify.models.tv_wrapper import TorchvisionBackbone, run_named
-from classify.outputs import AuxOutputs
-from classify.registry import register_model
+from classify.models.outputs import AuxOutputs
+from classify.models.registry import register_model
 
 __all__ = ["InceptionV3", "inception_v3"]
 

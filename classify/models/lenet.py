@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from classify.features import Backbone, FeatureInfo, last
-from classify.registry import register_model
+from classify.models.features import Backbone, FeatureInfo, last
+from classify.models.registry import register_model
 
 __all__ = ["C3_TABLE", "LeNet5", "ScaledTanh", "Subsampling", "TableConv", "lenet5",
            "lenet5_relu"]

@@ -18,8 +18,8 @@ from typing import Any
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from classify.features import Backbone, FeatureInfo, last, run_sequential
-from classify.registry import register_model
+from classify.models.features import Backbone, FeatureInfo, last, run_sequential
+from classify.models.registry import register_model
 
 __all__ = ["MobileNetV1", "depthwise_separable", "mobilenet_v1"]
 

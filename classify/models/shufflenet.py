@@ -13,9 +13,9 @@ from typing import Any
 from torch import Tensor
 from torchvision import models as tvm
 
-from classify.features import FeatureInfo, last
+from classify.models.features import FeatureInfo, last
 from classify.models.tv_wrapper import TorchvisionBackbone, run_named
-from classify.registry import register_model
+from classify.models.registry import register_model
 
 __all__ = ["ShuffleNetV2", "shufflenet_v2_x1_0"]
 

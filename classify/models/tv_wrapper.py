@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from classify.features import Backbone, FeatureInfo, run_sequential
+from classify.models.features import Backbone, FeatureInfo, run_sequential
 
 __all__ = [
     "SequentialBackbone", "TorchvisionBackbone", "channels_upto", "out_channels", "run_named",

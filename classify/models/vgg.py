@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
-from classify.features import last
+from classify.models.features import last
 from classify.models.tv_wrapper import SequentialBackbone
-from classify.registry import register_model
+from classify.models.registry import register_model
 
 __all__ = [
     "VGG", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",

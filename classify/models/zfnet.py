@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from classify.features import Backbone, FeatureInfo, last
+from classify.models.features import Backbone, FeatureInfo, last
 from classify.models.tv_wrapper import run_named
-from classify.registry import register_model
+from classify.models.registry import register_model
 
 __all__ = ["ZFNet", "zfnet"]
 

@@ -14,7 +14,7 @@ pixels, ``w = x2 - x1``, ``h = y2 - y1``):
 almost nothing of any object, the busiest (highest pixel spread: strokes, edges) of several random
 candidates, so a classifier pretrained on the crops also learns what is *not* an object.
 
-For a classifier that rescores a detector's boxes (:mod:`detect.rescore`), crops should look like
+For a classifier that rescores a detector's boxes (:mod:`detect.models.rcnn.rescore`), crops should look like
 those boxes: ``jitter`` adds copies of each object cut around a randomly moved box (IoU >= 0.6
 with it, a detection that counts), and ``partial`` adds ``background`` windows around part of an
 object (IoU 0.1-0.4 with it and below 0.4 with every object: the boxes a detector places badly).

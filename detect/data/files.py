@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from classify.atomic import write_text_atomic
+from classify.base.atomic import write_text_atomic
 
 
 def place_image(src: Path, dst: Path) -> None:

@@ -4,7 +4,7 @@ Each image is a textured, tinted background with distractor strokes (lines, curv
 scribbles, blobs in ink colours; never annotated), 2-8 real digits (DESIGN.md section 3) pasted
 at scales spanning COCO small / medium / large, with partial overlaps, then pixel noise and
 JPEG compression. Train, val and test draw from disjoint handwritten samples
-(:func:`detect.data.digits.split_bank`).
+(:func:`classify.data.digits.split_bank`).
 
 Boxes are exact: a digit is alpha-composited with its ink intensity as alpha, alpha below
 ``ALPHA_MIN`` is set to 0, and the box is the tight bounding box of the non-zero alpha in
@@ -29,8 +29,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from classify.config import check_fields, param
-from detect.data.digits import DIGIT_SOURCES, SPLIT_NAMES, DigitBank, load_digit_sources, split_bank
+from classify.base.config import check_fields, param
+from classify.data.digits import DIGIT_SOURCES, SPLIT_NAMES, DigitBank, load_digit_sources, split_bank
 from detect.structures import Box, DatasetSplit, ImageRecord, ObjectAnnotation
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
@@ -65,7 +65,7 @@ class SceneConfig:
         min_distractors, max_distractors: non-digit strokes per image, inclusive range.
         min_contrast: least luma difference between an ink colour and the local background.
         jpeg_quality: quality of the written JPEG files, 1-100.
-        sources: digit sources, see :data:`detect.data.digits.DIGIT_SOURCES`.
+        sources: digit sources, see :data:`classify.data.digits.DIGIT_SOURCES`.
         split_fractions: shares of the handwritten samples given to train, val, test.
         seed: the root seed, a non-negative integer.
     """

@@ -5,7 +5,7 @@ Every evaluator follows detectron2's ``DatasetEvaluator`` shape: ``reset()``,
 ``process(targets, outputs)``, ``evaluate() -> dict`` (and ``compute()`` for the full result
 object). Inputs are described in :mod:`detect.evaluation.inputs`.
 
-Names are imported lazily, so ``import detect.evaluation.cli`` (the CLI parser) stays light.
+Names are imported lazily, so ``import detect.cli.evaluate`` (the CLI parser) stays light.
 """
 
 from __future__ import annotations

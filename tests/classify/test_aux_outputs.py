@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import classify
-from classify.outputs import AuxOutputs, classification_loss, main_logits
+from classify.models.outputs import AuxOutputs, classification_loss, main_logits
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from classify.checkpoint import load_checkpoint, save_checkpoint
+from classify.base.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_keeps_everything(tmp_path: Path) -> None:

@@ -11,15 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from classify.augment import BatchTransform
-from classify.checkpoint import load_checkpoint
-from classify.data import TensorImageDataset, load_data, make_loader
-from classify.engine import evaluate_checkpoint, fit, train_one_epoch
-from classify.metrics import ClassificationMeter
-from classify.optim import LRFactor, build_optimizer, build_scheduler, param_groups
-from classify.registry import get_model
-from classify.run import DeviceSetup, build_model, config_from_checkpoint, resolve_config
-from classify.train_config import TrainConfig
+from classify.data.augment import BatchTransform
+from classify.base.checkpoint import load_checkpoint
+from classify.data.datasets import TensorImageDataset, load_data, make_loader
+from classify.engine.trainer import evaluate_checkpoint, fit, train_one_epoch
+from classify.engine.metrics import ClassificationMeter
+from classify.engine.optim import LRFactor, build_optimizer, build_scheduler, param_groups
+from classify.models.registry import get_model
+from classify.engine.run import DeviceSetup, build_model, config_from_checkpoint, resolve_config
+from classify.engine.config import TrainConfig
 
 
 #: about a second an epoch: LeNet-5 (ReLU) on 400 real MNIST digits, scored on 100

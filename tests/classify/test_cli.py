@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from classify import get_model
-from classify.checkpoint import save_checkpoint
+from classify.base.checkpoint import save_checkpoint
 from classify.cli import add_subcommands, build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]

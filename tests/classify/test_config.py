@@ -1,4 +1,4 @@
-"""classify.config: YAML presets and flags -> frozen dataclasses, every error path, round trips."""
+"""classify.base.config: YAML presets and flags -> frozen dataclasses, every error path, round trips."""
 
 from __future__ import annotations  # field types are strings: load_config must resolve them
 
@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from classify.config import (
+from classify.base.config import (
     check_fields,
     add_config_arguments,
     config_from_args,

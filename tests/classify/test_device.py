@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from classify.device import amp_dtype, resolve_device, slow_bf16_note
+from classify.base.device import amp_dtype, resolve_device, slow_bf16_note
 
 
 def test_amp_names_map_to_the_autocast_dtype_of_the_device() -> None:

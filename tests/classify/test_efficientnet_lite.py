@@ -15,7 +15,7 @@ from torchvision.transforms.v2 import functional as TF
 import classify
 from classify.models import efficientnet_lite
 from classify.models.efficientnet_lite import Conv2dSame, efficientnet_lite0_weights_path
-from classify.weights import load_weights, read_state_dict
+from classify.models.weights import load_weights, read_state_dict
 
 
 CATEGORIES = EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"]

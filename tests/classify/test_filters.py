@@ -1,4 +1,4 @@
-"""``classify.filters``: known kernel responses, parity with ``cv2.filter2D``, bad input."""
+"""``classify.inspect.filters``: known kernel responses, parity with ``cv2.filter2D``, bad input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from classify.filters import (
+from classify.inspect.filters import (
     apply_filters, default_image, filter_figure, gaussian_kernel, get_kernel, list_filters,
     load_grayscale,
 )

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from classify.optim import (LRFactor, build_optimizer, build_scheduler, freeze_backbone,
+from classify.engine.optim import (LRFactor, build_optimizer, build_scheduler, freeze_backbone,
                             param_groups, set_bn_momentum, set_drop_rate, set_train_mode)
-from classify.registry import get_model
+from classify.models.registry import get_model
 
 
 def _meta(name: str, **kw: object) -> nn.Module:

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import classify
-from classify.features import FeatureInfo, check_feature_info, replace_conv_in_chans
-from classify.registry import _REGISTRY, register_model
+from classify.models.features import FeatureInfo, check_feature_info, replace_conv_in_chans
+from classify.models.registry import _REGISTRY, register_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""``classify.summary``: published parameter and MAC counts, exact per-layer numbers, renderers."""
+"""``classify.inspect.summary``: published parameter and MAC counts, exact per-layer numbers, renderers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.console import Console
 from torch import nn
 
 from classify import get_model
-from classify.summary import OTHER, format_count, summarize
+from classify.inspect.summary import OTHER, format_count, summarize
 
 
 def meta_model(name: str, **kw: object) -> nn.Module:

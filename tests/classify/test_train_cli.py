@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from classify.checkpoint import load_checkpoint
-from classify.cli_parser import SuggestingParser
-from classify.config import config_from_args, load_config
-from classify.train_cli import add_training_parsers, main
-from classify.train_config import TrainConfig
+from classify.base.checkpoint import load_checkpoint
+from classify.base.cli import SuggestingParser
+from classify.base.config import config_from_args, load_config
+from classify.cli.train import add_training_parsers, main
+from classify.engine.config import TrainConfig
 
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "classify"

@@ -1,4 +1,4 @@
-"""``classify.viz``: first-layer filter grids, feature maps, image preparation, model loading."""
+"""``classify.inspect.viz``: first-layer filter grids, feature maps, image preparation, model loading."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from classify import get_model
-from classify.checkpoint import save_checkpoint
-from classify.viz import (
+from classify.base.checkpoint import save_checkpoint
+from classify.inspect.viz import (
     feature_maps, filter_grid, first_layer_filters, load_model, prepare_image, save_feature_maps,
     save_filter_grid,
 )
@@ -129,8 +129,8 @@ def test_load_model_errors(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_imagenet_efficientnet_lite0_filters_and_maps(tmp_path: Path) -> None:
-    from classify.filters import default_image
-    from classify.registry import get_model_entry
+    from classify.inspect.filters import default_image
+    from classify.models.registry import get_model_entry
 
     model, _ = load_model("efficientnet_lite0", weights="imagenet")
     w = first_layer_filters(model)

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 import classify
-from classify.weights import adapt_stem_weight, load_weights, read_state_dict
+from classify.models.weights import adapt_stem_weight, load_weights, read_state_dict
 
 
 #: (name, input size, torchvision builder options) for one model of every wrapped family

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import classify
-from classify.outputs import AuxOutputs, classification_loss, main_logits
+from classify.models.outputs import AuxOutputs, classification_loss, main_logits
 
 
 MODELS = classify.list_models()

@@ -9,10 +9,10 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from classify import get_model
-from classify.checkpoint import save_checkpoint
-from classify.features import FeatureInfo
-from detect.anchors import anchor_sizes_for, fit_anchor_sizes, normalize_anchor_sizes
-from detect.backbone import (
+from classify.base.checkpoint import save_checkpoint
+from classify.models.features import FeatureInfo
+from detect.models.anchors import anchor_sizes_for, fit_anchor_sizes, normalize_anchor_sizes
+from detect.models.backbone import (
     BackboneC4, BackboneWithFPN, build_backbone, freeze_batchnorm, select_c4_level,
     select_fpn_levels, usable_backbones)
 
@@ -223,7 +223,7 @@ def test_normalize_anchor_sizes_checks_levels() -> None:
 def test_best_anchor_iou_matches_a_brute_force_grid() -> None:
     from torchvision.ops import box_iou
 
-    from detect.anchors import best_anchor_iou
+    from detect.models.anchors import best_anchor_iou
 
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(40, 2, generator=g) * 100
@@ -246,9 +246,9 @@ def test_best_anchor_iou_matches_a_brute_force_grid() -> None:
 
 
 def test_the_recipe_anchors_are_four_strides_at_three_scales() -> None:
-    from classify.config import load_config
-    from detect.recipe import RECIPE_PRESET
-    from detect.train_config import DetectTrainConfig
+    from classify.base.config import load_config
+    from detect.tasks.recipe import RECIPE_PRESET
+    from detect.engine.config import DetectTrainConfig
 
     levels = [FeatureInfo(f"p{i}", 128, 2 ** i) for i in range(2, 7)]
     sizes = anchor_sizes_for(levels, base=4, scales=(2 ** (-1 / 3), 1, 2 ** (1 / 3)))

@@ -11,7 +11,7 @@ import pytest
 
 import torch
 
-from detect.bench import BenchRow, markdown_table, run_bench, synthetic_images, time_interleaved
+from detect.tasks.bench import BenchRow, markdown_table, run_bench, synthetic_images, time_interleaved
 from detect.data.build import build_digit_scenes
 from detect.data.scenes import scene_config
 from detect.evaluation.timing import summarize

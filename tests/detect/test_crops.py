@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classify.data import load_data
+from classify.data.datasets import load_data
 from detect.data.crops import (BACKGROUND, JITTER_MIN_IOU, NEGATIVE_MAX_COVER, PARTIAL_IOU, crop_window, cut,
                                export_crops, folder_name, jittered_boxes, negative_windows, partial_windows)
 from detect.evaluation.matching import box_ioa, box_iou

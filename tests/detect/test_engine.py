@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from detect.engine import LossMeter, evaluate, train_one_epoch, training_targets
-from detect.optim import LRSchedule, ModelEMA, build_scheduler
-from detect.sampler import GroupedBatchSampler, SeededDataset, aspect_ratio_groups
+from detect.engine.loop import LossMeter, evaluate, train_one_epoch, training_targets
+from detect.engine.optim import LRSchedule, ModelEMA, build_scheduler
+from detect.data.sampler import GroupedBatchSampler, SeededDataset, aspect_ratio_groups
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
-from detect.train_data import check_targets
+from detect.engine.data import check_targets
 
 
 # ----------------------------------------------------------------------------- toy detectors

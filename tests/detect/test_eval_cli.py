@@ -15,9 +15,9 @@ from PIL import Image
 from torch import nn
 
 from detect.data.coco import write_coco
-from detect.evaluation import cli as eval_cli
+from detect.cli import evaluate as eval_cli
 from detect.evaluation.results_io import write_coco_results, write_yolo_predictions
-from detect.evaluation.run import OUTPUT_FILES, run_evaluation
+from detect.tasks.evaluate import OUTPUT_FILES, run_evaluation
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def eval_entry() -> list[str]:
     from detect.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return ["-m", "detect", "eval"] if "eval" in sub.choices else ["-m", "detect.evaluation.cli", "eval"]
+    return ["-m", "detect", "eval"] if "eval" in sub.choices else ["-m", "detect.cli.evaluate", "eval"]
 
 
 def run_cli(*args: object) -> subprocess.CompletedProcess[str]:
@@ -211,7 +211,7 @@ def test_model_path_runs_the_registry_model(whole_image_split: Path, tmp_path: P
         calls.update(name=name, **kwargs)
         return WholeImageDetector(kwargs["num_classes"])
 
-    monkeypatch.setattr("detect.registry.get_detector", fake_get_detector)
+    monkeypatch.setattr("detect.models.registry.get_detector", fake_get_detector)
     report = run_evaluation(whole_image_split, model="fake", image_size=64, out_dir=tmp_path / "e", num_examples=3,
                             batch_size=2)
     assert calls == {"name": "fake", "num_classes": 2, "image_size": 64, "weights": None}
@@ -223,13 +223,13 @@ def test_model_path_runs_the_registry_model(whole_image_split: Path, tmp_path: P
 
 def test_model_with_other_class_count_is_refused(whole_image_split: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("detect.registry.get_detector", lambda name, **kw: WholeImageDetector(5))
+    monkeypatch.setattr("detect.models.registry.get_detector", lambda name, **kw: WholeImageDetector(5))
     with pytest.raises(ValueError, match=r"model 'fake' predicts 5 classes \[0, 1, 2, 3, 4\], but the ground truth has 2"):
         run_evaluation(whole_image_split, model="fake", out_dir=tmp_path / "e")
 
 
 def test_unusable_device_is_refused(whole_image_split: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("detect.registry.get_detector", lambda name, **kw: WholeImageDetector(2))
+    monkeypatch.setattr("detect.models.registry.get_detector", lambda name, **kw: WholeImageDetector(2))
     with pytest.raises(ValueError, match="device: expected auto, cpu, cuda or cuda:N, got 'gpu0'"):
         run_evaluation(whole_image_split, model="fake", out_dir=tmp_path / "e", device="gpu0")
     if not torch.cuda.is_available():

@@ -11,11 +11,12 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.ops import box_iou
 
 from classify import get_model, get_model_entry
-from classify.checkpoint import save_checkpoint
-from detect.anchors import fit_anchor_sizes
-from detect.backbone import KeepDtypeFrozenBatchNorm2d, usable_backbones
-from detect.faster_rcnn import FasterRCNN, build_from_config, faster_rcnn, merge_detections
-from detect.registry import detector_entry, get_detector, list_detectors
+from classify.base.checkpoint import save_checkpoint
+from detect.models.anchors import fit_anchor_sizes
+from detect.models.backbone import KeepDtypeFrozenBatchNorm2d, usable_backbones
+from detect.models.rcnn.faster_rcnn import FasterRCNN, faster_rcnn, merge_detections
+from detect.models.rcnn.tv_variants import build_from_config
+from detect.models.registry import detector_entry, get_detector, list_detectors
 
 LOSS_KEYS = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
 #: small RPN / RoI settings so that a train step on tiny images stays cheap
@@ -248,7 +249,7 @@ def test_extra_test_sizes_merge_every_size_by_per_class_nms() -> None:
 
 
 def test_a_checkpoint_loaded_at_several_sizes_runs_the_multi_size_test(tmp_path) -> None:
-    from detect.loading import load_detector
+    from detect.models.loading import load_detector
 
     trained = _small(test_size=96)
     config = {"detector": "faster_rcnn", "image_size": 64,

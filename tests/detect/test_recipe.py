@@ -1,4 +1,4 @@
-"""``detect.recipe``: crops -> classifier -> detector on that backbone, end to end on tiny scenes."""
+"""``detect.tasks.recipe``: crops -> classifier -> detector on that backbone, end to end on tiny scenes."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from classify.checkpoint import load_checkpoint
-from classify.config import load_config
+from classify.base.checkpoint import load_checkpoint
+from classify.base.config import load_config
 from detect.data.build import build_digit_scenes
 from detect.data.scenes import scene_config
-from detect.loading import build_detector, load_detector
-from detect.recipe import (CLASSIFIER_PRESET, QUICK_CLASSIFIER_PRESET, QUICK_PRESET, RECIPE_CROPS, RECIPE_PRESET,
+from detect.models.loading import build_detector, load_detector
+from detect.tasks.recipe import (CLASSIFIER_PRESET, QUICK_CLASSIFIER_PRESET, QUICK_PRESET, RECIPE_CROPS, RECIPE_PRESET,
                            detector_config, pretrain_backbone)
-from detect.train import fit
-from detect.train_config import DetectTrainConfig
+from detect.engine.trainer import fit
+from detect.engine.config import DetectTrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_recipe_presets_load(preset: Path) -> None:
 
 
 def test_classifier_presets_are_the_digit_crop_runs() -> None:
-    from classify.train_config import TrainConfig
+    from classify.engine.config import TrainConfig
 
     for preset in (CLASSIFIER_PRESET, QUICK_CLASSIFIER_PRESET):
         config = load_config(TrainConfig, preset)

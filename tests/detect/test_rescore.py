@@ -1,4 +1,4 @@
-"""``detect.rescore``: crops as the classifier was trained on, the score rule, class binding, and the
+"""``detect.models.rcnn.rescore``: crops as the classifier was trained on, the score rule, class binding, and the
 rescorer inside Faster R-CNN (frozen in training, rebuilt from a detector checkpoint alone)."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from PIL import Image, ImageFilter
 from torch import Tensor, nn
 
 from classify import get_model, get_model_entry
-from classify.checkpoint import save_checkpoint
+from classify.base.checkpoint import save_checkpoint
 from detect.data.crops import crop_window, cut, mean_colour
-from detect.faster_rcnn import build_from_config, faster_rcnn
-from detect.rescore import CropRescorer, RescorerSpec
+from detect.models.rcnn.faster_rcnn import faster_rcnn
+from detect.models.rcnn.tv_variants import build_from_config
+from detect.models.rcnn.rescore import CropRescorer, RescorerSpec
 
 CLASSES = ["cat", "dog", "background"]
 SMALL = dict(rpn_batch_size_per_image=32, box_batch_size_per_image=16, rpn_pre_nms_top_n_train=64,

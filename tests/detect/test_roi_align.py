@@ -8,8 +8,8 @@ import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign
 
-from detect import roi_align
-from detect.roi_align import ParallelMultiScaleRoIAlign
+from detect.models.rcnn import roi_align
+from detect.models.rcnn.roi_align import ParallelMultiScaleRoIAlign
 
 NAMES = ["p2", "p3", "p4", "p5"]
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detect.data.digits import (DigitBank, load_digit_sources, load_opencv_digits,
+from classify.data.digits import (DigitBank, load_digit_sources, load_opencv_digits,
                                 split_bank)
 from detect.data.scenes import (CLASS_NAMES, PRESETS, SceneConfig, build_scenes,
                                 format_statistics, render_scene, scene_banks, scene_config,

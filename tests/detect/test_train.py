@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from classify.checkpoint import load_checkpoint, save_checkpoint
-from classify.config import config_to_dict, load_config
+from classify.base.checkpoint import load_checkpoint, save_checkpoint
+from classify.base.config import config_to_dict, load_config
 from detect.data.build import build_digit_scenes
 from detect.data.dataset import DetectionDataset
 from detect.data.formats import load_split
 from detect.data.scenes import scene_config
-from detect.engine import evaluate
-from detect.loading import load_detector
-from detect.registry import list_detectors
-from detect.train import TrainResult, fit
-from detect.train_config import DetectTrainConfig, config_from_dict
+from detect.engine.loop import evaluate
+from detect.models.loading import load_detector
+from detect.models.registry import list_detectors
+from detect.engine.trainer import TrainResult, fit
+from detect.engine.config import DetectTrainConfig, config_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 PEER = "tv_fasterrcnn_mobilenet_v3_large_320_fpn"
@@ -187,7 +187,7 @@ def test_time_budget_stops_cleanly_validates_and_saves(tiny: Path, tmp_path: Pat
 
 
 class _Clock:
-    """A stand-in for ``time`` in detect.train: training takes 6 s (0.1 min) an iteration."""
+    """A stand-in for ``time`` in detect.engine.trainer: training takes 6 s (0.1 min) an iteration."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -198,8 +198,8 @@ class _Clock:
 
 @pytest.fixture
 def six_seconds_an_iteration(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make detect.train's clock read 6 s (0.1 min) of training per iteration, whatever the machine."""
-    import detect.train as train_module
+    """Make detect.engine.trainer's clock read 6 s (0.1 min) of training per iteration, whatever the machine."""
+    import detect.engine.trainer as train_module
 
     clock, real_step = _Clock(), train_module.train_one_epoch
 
@@ -329,7 +329,7 @@ def run_cli(*args: object) -> subprocess.CompletedProcess[str]:
 
 def test_cli_trains_one_epoch_from_the_quick_preset(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli_run"
-    # the preset's own detector once detect.faster_rcnn is registered, else the torchvision peer
+    # the preset's own detector once detect.models.rcnn.faster_rcnn is registered, else the torchvision peer
     model = [] if "faster_rcnn" in list_detectors() else ["--detector", PEER, "--detector_kwargs", "{}"]
     result = run_cli("train", "--config", "configs/detect/train_quick.yaml", "--epochs", 1, "--max_iters", "none",
                      "--data", tiny, "--output", out, *model, "--image_size", 64, "--batch_size", 6,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from detect.optim import (
+from detect.engine.optim import (
     LRSchedule,
     ModelEMA,
     build_optimizer,
@@ -49,7 +49,7 @@ def test_decay_norm_and_bias_puts_everything_in_one_group() -> None:
 
 
 def test_torchvision_detector_groups_batchnorm_without_decay() -> None:
-    from detect.registry import get_detector
+    from detect.models.registry import get_detector
 
     model = get_detector("tv_fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=3, image_size=64)
     names = group_names(model, param_groups(model, 1e-4))

@@ -18,10 +18,9 @@ from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _r
 from torchvision.models.detection.faster_rcnn import FasterRCNN as TvFasterRCNN
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detect.registry import get_detector
-from detect.tv_checkpoints import (
-    COCO_CLASS_NAMES, add_torchvision_taps, convert_torchvision_state_dict,
-    load_torchvision_checkpoint)
+from detect.models.rcnn.tv_layout import convert_torchvision_state_dict
+from detect.models.rcnn.tv_variants import COCO_CLASS_NAMES, add_torchvision_taps, load_torchvision_checkpoint
+from detect.models.registry import get_detector
 
 SIZE = 128
 #: the same options on both sides: keep every detection (so the comparison is not vacuous) and
