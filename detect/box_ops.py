@@ -7,14 +7,22 @@ Box formats (every function takes ``Tensor[N, 4]`` float unless it says otherwis
 * ``xywh``:   ``(x1, y1, w, h)``, top-left corner and size (COCO).
 * ``cxcywh``: ``(cx, cy, w, h)``, centre and size (YOLO, DETR).
 
-Functions that do geometry (area, IoU, clipping, NMS) take ``xyxy`` only.
+Functions that do geometry (area, IoU, clipping, NMS) take ``xyxy`` only.  :func:`box_iou` and
+:func:`box_ioa` are the project's one IoU: they also take numpy arrays (the evaluators' float64
+boxes) and then return one, computed by the same code in the arrays' dtype.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
+import numpy as np
 import torch
 import torchvision.ops as tv_ops
 from torch import Tensor
+
+Boxes = Tensor | np.ndarray
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
@@ -70,14 +78,39 @@ def _both_empty(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return (box_area(boxes1)[:, None] == 0) & (box_area(boxes2)[None, :] == 0)
 
 
+def _numpy_in_numpy_out(fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Boxes, Boxes], Boxes]:
+    """Let a pairwise box function take two numpy arrays too (returning one, same dtype)."""
+
+    @functools.wraps(fn)
+    def wrapper(boxes1: Boxes, boxes2: Boxes) -> Boxes:
+        if isinstance(boxes1, np.ndarray) and isinstance(boxes2, np.ndarray):
+            return fn(torch.from_numpy(boxes1), torch.from_numpy(boxes2)).numpy()
+        return fn(boxes1, boxes2)
+
+    return wrapper
+
+
+@_numpy_in_numpy_out
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Pairwise IoU of ``xyxy`` boxes ``[N, 4]`` x ``[M, 4]`` -> ``[N, M]``.
+    """Pairwise IoU of ``xyxy`` boxes ``[N, 4]`` x ``[M, 4]`` -> ``[N, M]`` (numpy in, numpy out too).
 
     Boxes need ``x1 <= x2`` and ``y1 <= y2``. Two zero-area boxes have an empty union;
     their IoU is defined as 0 (torchvision gives NaN).
     """
     iou = tv_ops.box_iou(boxes1, boxes2)
     return torch.where(_both_empty(boxes1, boxes2), torch.zeros_like(iou), iou)
+
+
+@_numpy_in_numpy_out
+def box_ioa(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Pairwise intersection over the area of the first box (COCO's overlap with crowd regions):
+    ``xyxy`` ``[N, 4]`` x ``[M, 4]`` -> ``[N, M]`` (numpy in, numpy out too); 0 where that area is 0."""
+    top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
+    bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = (bottom_right - top_left).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    area = box_area(boxes1)[:, None]
+    return torch.where(area > 0, inter / torch.where(area > 0, area, 1), torch.zeros_like(inter))
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:

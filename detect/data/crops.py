@@ -34,7 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from detect.data.image_io import read_image
-from detect.evaluation.matching import box_ioa, box_iou
+from detect.box_ops import box_ioa, box_iou
 from detect.structures import DatasetSplit, ObjectAnnotation
 
 CropMode = Literal["square", "warp"]

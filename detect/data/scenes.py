@@ -31,6 +31,7 @@ import numpy as np
 
 from classify.base.config import check_fields, param
 from classify.data.digits import DIGIT_SOURCES, SPLIT_NAMES, DigitBank, load_digit_sources, split_bank
+from detect.box_ops import box_iou
 from detect.structures import Box, DatasetSplit, ImageRecord, ObjectAnnotation
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
@@ -378,16 +379,6 @@ class _Placement:
         return self.x0, self.y0, self.x0 + w, self.y0 + h
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
-
-
 def _overlap_slices(top: _Placement, below: _Placement):
     """Slices of the common region in ``top``'s and ``below``'s patch coordinates, or None."""
     (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = top.box, below.box
@@ -401,9 +392,10 @@ def _overlap_slices(top: _Placement, below: _Placement):
 
 def _acceptable(new: _Placement, placed: list[_Placement], config: SceneConfig) -> bool:
     """Whether ``new`` pasted on top keeps every IoU and occlusion limit."""
+    if placed and box_iou(np.array([new.box], dtype=np.float64),
+                          np.array([old.box for old in placed], dtype=np.float64)).max() > config.max_iou:
+        return False
     for old in placed:
-        if _iou(new.box, old.box) > config.max_iou:
-            return False
         sl = _overlap_slices(new, old)
         if sl is None:
             continue

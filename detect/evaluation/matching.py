@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detect.box_ops import box_ioa, box_iou
 from detect.evaluation.inputs import (
     ImageDetections,
     ImageGroundTruth,
@@ -41,31 +42,6 @@ from detect.evaluation.inputs import (
 
 FALSE_ALARM_KINDS = ("duplicate", "poor localisation", "background")
 LOCALISATION_IOU = 0.1  # below it a false alarm is on background, not a badly placed box
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Plain area IoU of continuous xyxy boxes: ``float64[N, 4] x float64[M, 4] -> float64[N, M]``.
-
-    Boxes with zero union (two empty boxes) have IoU 0.
-    """
-    inter = _intersection(a, b)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def box_ioa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over the area of ``a`` (COCO's overlap with crowd regions): ``float64[N, M]``."""
-    inter = _intersection(a, b)
-    area_a = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None]
-    return np.divide(inter, area_a, out=np.zeros_like(inter), where=area_a > 0)
-
-
-def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    wh = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
-    wh = np.clip(wh, 0.0, None)
-    return wh[..., 0] * wh[..., 1]
 
 
 def greedy_match(overlap: np.ndarray, threshold: float, allowed: np.ndarray) -> np.ndarray:

@@ -31,9 +31,9 @@ import torch
 from torch import Tensor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
-from torchvision.ops import box_iou
 
 from classify.models.features import FeatureInfo
+from detect.box_ops import box_iou
 
 __all__ = ["AnchorSizes", "anchor_generator", "anchor_sizes_for", "best_anchor_iou",
            "fit_anchor_sizes", "normalize_anchor_sizes"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import assume, given, settings
@@ -144,6 +145,30 @@ def test_giou_matches_brute_force(boxes1, boxes2):
     boxes2 = boxes2 + boxes1[:2]
     got = box_ops.generalized_box_iou(as_tensor(boxes1), as_tensor(boxes2))
     torch.testing.assert_close(got.double(), _pairwise(giou_py, boxes1, boxes2), atol=1e-6, rtol=0)
+
+
+def ioa_py(a, b):
+    inter, _ = inter_union_py(a, b)
+    return 0.0 if area_py(a) == 0 else inter / area_py(a)
+
+
+@FAST
+@given(xyxy_lists(), xyxy_lists())
+def test_ioa_matches_brute_force(boxes1, boxes2):
+    boxes2 = boxes2 + boxes1[:2]
+    got = box_ops.box_ioa(as_tensor(boxes1), as_tensor(boxes2))
+    torch.testing.assert_close(got.double(), _pairwise(ioa_py, boxes1, boxes2), atol=1e-6, rtol=0)
+
+
+@FAST
+@given(xyxy_lists(), xyxy_lists())
+def test_numpy_boxes_give_the_float64_torch_result_as_numpy(boxes1, boxes2):
+    """The evaluators' float64 arrays go through the same code: bit-equal to float64 tensors."""
+    a, b = as_tensor(boxes1, torch.float64), as_tensor(boxes2, torch.float64)
+    for fn in (box_ops.box_iou, box_ops.box_ioa):
+        got = fn(a.numpy(), b.numpy())
+        assert isinstance(got, np.ndarray) and got.dtype == np.float64
+        np.testing.assert_array_equal(got, fn(a, b).numpy())
 
 
 def test_iou_of_degenerate_boxes_is_defined():

@@ -13,7 +13,7 @@ from PIL import Image
 from classify.data.datasets import load_data
 from detect.data.crops import (BACKGROUND, JITTER_MIN_IOU, NEGATIVE_MAX_COVER, PARTIAL_IOU, crop_window, cut,
                                export_crops, folder_name, jittered_boxes, negative_windows, partial_windows)
-from detect.evaluation.matching import box_ioa, box_iou
+from detect.box_ops import box_ioa, box_iou
 from detect.data.formats import write_split
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 from helpers import CLASS_NAMES, random_split

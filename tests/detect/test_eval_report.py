@@ -18,7 +18,7 @@ from detect.evaluation import (
     VOCEvaluator,
     evaluate_all,
 )
-from detect.evaluation.matching import box_iou
+from detect.box_ops import box_iou
 
 NAMES = ["cat", "dog"]
 
