@@ -20,11 +20,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from classify.models.features import Backbone, FeatureInfo
     from classify.models.efficientnet_lite import efficientnet_lite0_weights_path
+    from classify.models.features import Backbone, FeatureInfo
     from classify.models.outputs import AuxOutputs, classification_loss
     from classify.models.registry import (
-        ModelEntry, get_model, get_model_entry, list_models, register_model,
+        ModelEntry,
+        get_model,
+        get_model_entry,
+        list_models,
+        register_model,
     )
     from classify.models.weights import LoadReport, load_weights
 

@@ -8,7 +8,7 @@ import pytest
 
 from classify.base.config import load_config
 from classify.engine.config import TrainConfig
-from detect.data.scenes import SceneConfig
+from detect.data.scene_config import SceneConfig
 from detect.engine.config import DetectTrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from classify.base.config import load_config  # noqa: E402
-from classify.engine.trainer import fit  # noqa: E402
 from classify.engine.config import TrainConfig  # noqa: E402
+from classify.engine.trainer import fit  # noqa: E402
 
 PRESETS = Path("configs/classify")
 
@@ -151,7 +151,6 @@ def run_peer(row: Row, extra: dict[str, str], threads: int) -> dict:
     import torch
     import torch.nn.functional as F
     from torch.optim import lr_scheduler as sched
-
     from torch.utils.data import Subset
 
     from classify.data.datasets import per_class_subset

@@ -52,8 +52,8 @@ def train_detector(preset: Path, data: Path, output: Path, budget_min: float, ev
     training minutes (``max_iters``: replaces the preset's schedule length).  Validation and test
     run every ``eval_every`` iterations and at the end, after every epoch too with ``epoch_evals``
     (about two wall minutes each here; not counted in the training minutes)."""
-    from detect.engine.trainer import fit
     from detect.engine.config import DetectTrainConfig
+    from detect.engine.trainer import fit
 
     overrides = {"data": str(data), "output": str(output), "time_budget_min": budget_min, "threads": threads,
                  "device": "cpu", "eval_every_iters": eval_every, "exist_ok": True, "progress": False,

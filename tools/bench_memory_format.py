@@ -2,7 +2,7 @@
 
 One step = forward, cross-entropy, backward and an SGD update on a random batch, as
 ``classify train`` runs it; the table gives the median over ``--steps`` timed steps (after two
-warm-up steps) in milliseconds an image, and the speed-up of channels-last (``--channels_last
+warm-up steps) in milliseconds an image, and the speed-up of channels-last (``--channels-last
 true`` in ``classify train``).
 
     python tools/bench_memory_format.py                               # 2 threads, 64 px, batch 128

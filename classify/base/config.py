@@ -736,7 +736,8 @@ def _flag_options(f: _Field, default: Any) -> dict[str, Any]:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Add ``--{prefix}config PATH`` and one ``--{prefix}dotted.key`` flag per leaf field of ``cls``.
+    """Add ``--{prefix}config PATH`` and one ``--{prefix}dotted.key`` flag per leaf field of ``cls``
+    (underscores written as hyphens: ``--image-size``).
 
     Flags default to ``argparse.SUPPRESS``, so the namespace holds only what the user typed and
     :func:`config_from_args` lets those flags override the YAML preset. Tuples take
@@ -747,7 +748,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
     group.add_argument(f"--{prefix}config", dest=f"{prefix}config", metavar="PATH", default=None,
                        help="YAML preset; flags given on the command line override its keys")
     for key, f, default in _leaves(cls):
-        group.add_argument(f"--{prefix}{key}", dest=prefix + key, **_flag_options(f, default))
+        group.add_argument(flag_name(prefix + key), dest=prefix + key, **_flag_options(f, default))
+
+
+def flag_name(key: str) -> str:
+    """The command-line flag of config key ``key``: ``image_size`` -> ``--image-size`` (the
+    parser also takes ``--image_size``, see :class:`classify.base.cli.SuggestingParser`)."""
+    return "--" + key.replace("_", "-")
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", base: T | None = None) -> T:
@@ -761,4 +768,4 @@ def config_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", b
     given = vars(args)
     overrides = {key: given[prefix + key] for key in config_keys(cls) if prefix + key in given}
     return _load(cls, given.get(prefix + "config"), overrides,
-                 lambda key: f"command-line flag --{prefix}{key}", base)
+                 lambda key: f"command-line flag {flag_name(prefix + key)}", base)

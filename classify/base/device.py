@@ -1,7 +1,9 @@
-"""Turning a user's device name into a checked ``torch.device``, and a mixed-precision name into
-its autocast dtype there."""
+"""Turning a user's device name into a checked ``torch.device``, a mixed-precision name into its
+autocast dtype there, and synchronising a device around a timed call."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -43,3 +45,14 @@ def slow_bf16_note(amp: str, device: torch.device) -> str | None:
         return None
     return ("note: amp=bf16 on a CPU without native bfloat16 (AMX / AVX-512 BF16): it is emulated and "
             "may train slower than float32 (amp: none)")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device`` (``None``: float32, no autocast)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously); a no-op on the CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)

@@ -21,17 +21,25 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from classify.data.augment import Augment, BatchTransform
 from classify.base.checkpoint import Checkpoint, save_checkpoint
 from classify.base.config import config_to_dict, load_config
-from classify.base.device import amp_dtype, resolve_device, slow_bf16_note
+from classify.base.device import amp_dtype, autocast, resolve_device, slow_bf16_note, synchronize
+from classify.data.augment import Augment, BatchTransform
 from classify.data.datasets import DataSplits, default_hflip, load_data, make_loader
-from classify.models.features import Backbone
-from classify.engine.metrics import EvalResult
-from classify.engine.optim import (LRFactor, build_optimizer, build_scheduler, freeze_backbone,
-                            head_modules, param_groups, set_bn_momentum, set_drop_rate)
-from classify.models.registry import get_model, get_model_entry, resolve_weights
 from classify.engine.config import TrainConfig
+from classify.engine.metrics import EvalResult
+from classify.engine.optim import (
+    LRFactor,
+    build_optimizer,
+    build_scheduler,
+    freeze_backbone,
+    head_modules,
+    param_groups,
+    set_bn_momentum,
+    set_drop_rate,
+)
+from classify.models.features import Backbone
+from classify.models.registry import get_model, get_model_entry, resolve_weights
 from classify.models.weights import load_weights
 
 __all__ = [
@@ -79,9 +87,7 @@ class DeviceSetup:
         return cls(device, amp, config.channels_last, scaler)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     def inputs(self, images: Tensor, transform: BatchTransform,
                generator: torch.Generator | None = None) -> Tensor:
@@ -90,8 +96,7 @@ class DeviceSetup:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
 
 
 

@@ -40,17 +40,29 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from classify.data.augment import BatchTransform
 from classify.base.checkpoint import load_checkpoint
 from classify.base.config import config_to_dict, save_config
+from classify.data.augment import BatchTransform
 from classify.data.datasets import load_split, make_loader
+from classify.engine.config import TrainConfig
 from classify.engine.metrics import ClassificationMeter, EvalResult
 from classify.engine.optim import set_train_mode
+from classify.engine.run import (
+    DeviceSetup,
+    Log,
+    Run,
+    build_model,
+    build_run,
+    build_transforms,
+    check_resume,
+    config_from_checkpoint,
+    derived_seed,
+    new_run_dir,
+    resolve_device,
+    restore_run,
+    save_run,
+)
 from classify.models.outputs import classification_loss, main_logits
-from classify.engine.run import (DeviceSetup, Log, Run, build_model, build_run, build_transforms,
-                          check_resume, config_from_checkpoint, derived_seed, new_run_dir,
-                          resolve_device, restore_run, save_run)
-from classify.engine.config import TrainConfig
 
 __all__ = ["EpochStats", "FitResult", "evaluate", "evaluate_checkpoint", "fit",
            "train_one_epoch"]

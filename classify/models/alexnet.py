@@ -15,8 +15,8 @@ from torch import Tensor
 from torchvision.models import alexnet as tv_alexnet
 
 from classify.models.features import last
-from classify.models.tv_wrapper import SequentialBackbone
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import SequentialBackbone
 
 __all__ = ["AlexNet", "alexnet"]
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import Tensor
 from torchvision import models as tvm
 
 from classify.models.features import last
-from classify.models.tv_wrapper import SequentialBackbone
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import SequentialBackbone
 
 __all__ = ["ConvNeXt", "convnext_tiny"]
 

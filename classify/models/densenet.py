@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 
 from classify.models.features import FeatureInfo, last
-from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 
 __all__ = ["DenseNet", "densenet121", "densenet169", "densenet201"]
 

@@ -14,8 +14,8 @@ from torch import Tensor
 from torchvision import models as tvm
 
 from classify.models.features import last
-from classify.models.tv_wrapper import SequentialBackbone
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import SequentialBackbone
 
 __all__ = ["EfficientNet", "efficientnet_b0"]
 

@@ -23,9 +23,9 @@ from torch import Tensor
 from torchvision.models import googlenet as tv_googlenet
 
 from classify.models.features import FeatureInfo, last
-from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 from classify.models.outputs import AuxOutputs
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 
 __all__ = ["GoogLeNet", "googlenet"]
 

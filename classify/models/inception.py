@@ -24,9 +24,9 @@ from torch import Tensor
 from torchvision.models import inception_v3 as tv_inception_v3
 
 from classify.models.features import FeatureInfo, last
-from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 from classify.models.outputs import AuxOutputs
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 
 __all__ = ["InceptionV3", "inception_v3"]
 

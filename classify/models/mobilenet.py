@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 
 from classify.models.features import last
-from classify.models.tv_wrapper import SequentialBackbone
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import SequentialBackbone
 
 __all__ = ["MobileNetV2", "MobileNetV3", "mobilenet_v2", "mobilenet_v3_large",
            "mobilenet_v3_small"]

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 
 from classify.models.features import FeatureInfo, last
-from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 
 __all__ = [
     "ResNet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",

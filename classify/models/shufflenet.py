@@ -14,8 +14,8 @@ from torch import Tensor
 from torchvision import models as tvm
 
 from classify.models.features import FeatureInfo, last
-from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import TorchvisionBackbone, run_named
 
 __all__ = ["ShuffleNetV2", "shufflenet_v2_x1_0"]
 

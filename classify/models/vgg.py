@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 
 from classify.models.features import last
-from classify.models.tv_wrapper import SequentialBackbone
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import SequentialBackbone
 
 __all__ = [
     "VGG", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",

@@ -27,15 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
+from classify.base.checkpoint import load_state_strict, read_torch_file, state_dict_from
 from classify.models.features import Backbone
 
 __all__ = ["LoadReport", "adapt_stem_weight", "load_weights", "read_state_dict"]
-
-_NESTED_KEYS = ("model", "state_dict", "model_state_dict")
-_SHOW = 5  # keys named per kind of mismatch
 
 
 @dataclass(frozen=True)
@@ -49,30 +46,7 @@ class LoadReport:
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Read a state dict (plain, or nested under ``"model"``/``"state_dict"``) from ``path``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle / zip errors come in many types
-        raise ValueError(f"{path}: not a loadable torch checkpoint ({err})") from err
-    return _unwrap(obj, str(path))
-
-
-def _unwrap(obj: object, where: str) -> dict[str, Tensor]:
-    while isinstance(obj, Mapping) and not _is_state_dict(obj):
-        nested = next((k for k in _NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if nested is None:
-            raise ValueError(f"{where}: expected a state dict or a checkpoint with one of "
-                             f"{_NESTED_KEYS}; found keys {_preview(list(obj))}")
-        obj = obj[nested]
-    if not isinstance(obj, Mapping):
-        raise TypeError(f"{where}: expected a state dict, got {type(obj).__name__}")
-    return dict(obj)
-
-
-def _is_state_dict(obj: Mapping) -> bool:
-    return bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+    return state_dict_from(read_torch_file(path), str(path))
 
 
 def load_weights(
@@ -80,14 +54,12 @@ def load_weights(
 ) -> LoadReport:
     """Load ``source`` (a file path or a state dict) into ``model`` following the module rules."""
     where = str(source) if isinstance(source, (str, Path)) else "state dict"
-    raw = read_state_dict(source) if isinstance(source, (str, Path)) else _unwrap(source, where)
+    raw = read_state_dict(source) if isinstance(source, (str, Path)) else state_dict_from(source, where)
     state = model.convert_state_dict(raw)
     own = model.state_dict()
     skipped = _drop_foreign_head(model, state, own)
     adapted = _adapt_stem(model, state, own)
-    _check_match(model, state, own, skipped, where)
-    merged = {**own, **state}
-    model.load_state_dict(merged, strict=True)
+    load_state_strict(model, state, where, keep=skipped)
     return LoadReport(where, tuple(skipped), tuple(adapted))
 
 
@@ -129,25 +101,3 @@ def adapt_stem_weight(weight: Tensor, in_chans: int) -> Tensor:
         return weight.sum(dim=1, keepdim=True)
     reps = -(-in_chans // channels)
     return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (channels / in_chans)
-
-
-def _check_match(
-    model: Backbone, state: Mapping[str, Tensor], own: Mapping[str, Tensor],
-    skipped: list[str], where: str,
-) -> None:
-    missing = [k for k in own if k not in state and k not in skipped
-               and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: checkpoint {list(state[k].shape)} vs model {list(own[k].shape)}"
-                  for k in state if k in own and state[k].shape != own[k].shape]
-    problems = [f"{len(keys)} {kind} ({_preview(keys)})" for kind, keys in (
-        ("missing keys", missing), ("unexpected keys", unexpected),
-        ("shape mismatches", mismatched)) if keys]
-    if problems:
-        raise ValueError(f"{where}: weights do not fit {type(model).__name__}: "
-                         + "; ".join(problems))
-
-
-def _preview(items: list) -> str:
-    head = ", ".join(map(str, items[:_SHOW]))
-    return head + (f", ... {len(items) - _SHOW} more" if len(items) > _SHOW else "")

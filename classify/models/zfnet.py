@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from classify.models.features import Backbone, FeatureInfo, last
-from classify.models.tv_wrapper import run_named
 from classify.models.registry import register_model
+from classify.models.tv_wrapper import run_named
 
 __all__ = ["ZFNet", "zfnet"]
 

@@ -1,4 +1,4 @@
-"""detect eval: score detections (a results file, or a registry model run here) against a dataset.
+"""``detect eval``: score detections (a results file, or a registry model run here) against a dataset.
 
 Examples::
 
@@ -8,14 +8,11 @@ Examples::
     detect eval data/digit-scenes/coco --split test --checkpoint runs/detect/quick/best.pt
     detect eval GT --predictions results.json --backend faster-coco-eval --compare-ultralytics
 
-``add_eval_parser(subparsers)`` adds the verb to the ``detect`` parser; ``python -m
-detect.cli.evaluate eval ...`` runs it on its own.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from detect.evaluation.backends import BACKENDS
@@ -47,9 +44,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``eval`` verb to ``subparsers`` (``set_defaults(func=cmd_eval)``); returns its parser."""
-    p = subparsers.add_parser(
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
         "eval",
         help="score detections against a dataset: COCO/VOC mAP, P/R/F1, confusion matrix, plots",
         description=__doc__.splitlines()[0],
@@ -80,22 +76,3 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--device", default="cpu", help="device for --model (cpu, cuda, cuda:N)")
     p.add_argument("--batch-size", type=int, default=8, help="batch size for --model (default 8)")
     p.set_defaults(func=cmd_eval)
-    return p
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with only the ``eval`` verb (for ``python -m detect.cli.evaluate``)."""
-    parser = argparse.ArgumentParser(prog="detect")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from detect.cli import run_command
-
-    args = build_parser().parse_args(argv)
-    return run_command(args.func, args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

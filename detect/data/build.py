@@ -21,7 +21,8 @@ from pathlib import Path
 
 from detect.data.files import write_json_atomic, write_text_atomic
 from detect.data.formats import write_split
-from detect.data.scenes import SceneConfig, build_scenes, format_statistics, scene_statistics
+from detect.data.scene_config import SceneConfig
+from detect.data.scenes import build_scenes, format_statistics, scene_statistics
 
 FORMAT_DIRS = ("coco", "voc", "yolo")
 

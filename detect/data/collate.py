@@ -7,7 +7,6 @@ from typing import Any
 
 from torch import Tensor
 
-
 Sample = tuple[Tensor, dict[str, Any]]
 
 

@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from detect.data.image_io import read_image
 from detect.box_ops import box_ioa, box_iou
+from detect.data.image_io import read_image
 from detect.structures import DatasetSplit, ObjectAnnotation
 
 CropMode = Literal["square", "warp"]

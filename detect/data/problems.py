@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from classify.base.cli import ProblemsFound
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -27,8 +29,8 @@ class Problem:
         return f"{where}:{obj} {self.message}"
 
 
-class DatasetError(ValueError):
-    """A dataset could not be read cleanly; ``problems`` lists every defect found."""
+class DatasetError(ProblemsFound):
+    """A dataset could not be read cleanly; ``problems`` lists every defect found (one a line)."""
 
     def __init__(self, problems: list[Problem], max_shown: int = 20) -> None:
         self.problems = list(problems)

@@ -16,11 +16,11 @@ from torch.utils.data import DataLoader
 from detect.data.collate import detection_collate
 from detect.data.dataset import DetectionDataset
 from detect.data.formats import available_splits, detect_format, load_split
+from detect.data.sampler import GroupedBatchSampler, SeededDataset, aspect_ratio_groups
 from detect.data.transforms import build_transforms
 from detect.data.validate import box_problems, duplicate_id_problems
-from detect.data.sampler import GroupedBatchSampler, SeededDataset, aspect_ratio_groups
-from detect.structures import DatasetSplit
 from detect.engine.config import DetectTrainConfig
+from detect.structures import DatasetSplit
 
 ROLES = ("train", "val", "test")
 

@@ -1,25 +1,22 @@
-"""One training epoch and one evaluation pass, as functions over the Detector contract.
+"""One training step and one training epoch, as functions over the Detector contract.
 
-Any model with ``model(images, targets)`` -> ``dict`` of ``loss_*`` in train mode and one
-``{"boxes", "scores", "labels"}`` per image in eval mode (DESIGN.md section 2) trains and is
-scored here: torchvision's ``references/detection/engine.py`` shape, detectron2's timing.
+Any model with ``model(images, targets)`` -> ``dict`` of ``loss_*`` in train mode (and one
+``{"boxes", "scores", "labels"}`` per image in eval mode, see docs/design.md) trains here:
+torchvision's ``references/detection/engine.py`` shape. Evaluation is
+:func:`detect.inference.evaluate.evaluate_detector`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from detect.data.collate import detection_collate
-from detect.evaluation.timing import synchronize
+from classify.base.device import autocast
 from detect.engine.optim import ModelEMA
 
 Batch = tuple[Sequence[Tensor], Sequence[Mapping[str, Any]]]
@@ -61,11 +58,6 @@ def training_targets(targets: Sequence[Mapping[str, Any]], device: torch.device)
     return out
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    """Autocast to ``dtype`` on ``device`` (``None``: float32, no autocast)."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
 def _check_losses(losses: Mapping[str, Tensor], epoch: int, iteration: int) -> Tensor:
     if not isinstance(losses, Mapping) or not losses:
         raise TypeError(f"the model returned {type(losses).__name__} in train mode; expected a dict of "
@@ -85,7 +77,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: list[
     """One forward/backward/step on a batch, the forward autocast to ``amp`` (``None``: float32);
     returns the losses (and their sum ``loss``) as floats."""
     device = images[0].device
-    with _autocast(device, amp):
+    with autocast(device, amp):
         losses = model(images, targets)
     total = _check_losses(losses, *where)
     optimizer.zero_grad(set_to_none=True)
@@ -157,61 +149,3 @@ def train_one_epoch(
             break
     bar.close()
     return {**meter.means(), "lr": lr, "iterations": done}
-
-
-@torch.inference_mode()
-def predict_batches(model: nn.Module, loader: Iterable[Batch], device: torch.device | str,
-                    amp: torch.dtype | None = None,
-                    progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Tensor]], dict[str, float]]:
-    """Targets, CPU detections and timing of every image of ``loader`` (model in eval mode).
-
-    Timing (detectron2 style): seconds of model calls per image, the first batch skipped as
-    warm-up when there are more, the device synchronised around each call.
-    """
-    device = torch.device(device)
-    model.eval()
-    targets: list[dict[str, Any]] = []
-    outputs: list[dict[str, Tensor]] = []
-    seconds, timed = 0.0, 0
-    for i, (images, batch_targets) in enumerate(tqdm(loader, desc="eval", unit="batch", disable=not progress,
-                                                     leave=False)):
-        images = [im.to(device, non_blocking=True) for im in images]
-        synchronize(device)
-        start = time.perf_counter()
-        with _autocast(device, amp):
-            batch_out = model(images)
-        synchronize(device)
-        if i > 0 or len(loader) == 1:  # type: ignore[arg-type]
-            seconds += time.perf_counter() - start
-            timed += len(images)
-        outputs += [{k: v.detach().float().cpu() if v.is_floating_point() else v.cpu() for k, v in o.items()}
-                    for o in batch_out]
-        targets += list(batch_targets)
-    return targets, outputs, {"seconds_per_image": seconds / max(timed, 1), "images": float(len(targets))}
-
-
-def evaluate(model: nn.Module, data: DataLoader | Dataset, class_names: Sequence[str],
-             device: torch.device | str = "cpu", *, batch_size: int = 8, num_workers: int = 0,
-             amp: torch.dtype | None = None, progress: bool = True) -> dict[str, Any]:
-    """COCO box metrics of ``model`` on a loader or a dataset (images in original pixels).
-
-    The process-wide RNG state is restored afterwards, so evaluating never changes a training
-    run's random stream.
-
-    Returns pycocotools' numbers (``AP``, ``AP50``, ``AP75``, ``APs``, ``APm``, ``APl``,
-    ``AR1``, ``AR10``, ``AR100``, ``ARs``, ``ARm``, ``ARl``; ``-1`` where undefined),
-    ``per_class_AP``/``per_class_AP50`` (class name -> AP), ``seconds_per_image`` and ``images``.
-    """
-    from detect.evaluation.coco import COCOEvaluator
-
-    device = torch.device(device)
-    loader = data if isinstance(data, DataLoader) else DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=detection_collate)
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    was_training = model.training
-    with torch.random.fork_rng(devices=cuda):
-        targets, outputs, timing = predict_batches(model, loader, device, amp, progress)
-    model.train(was_training)
-    evaluator = COCOEvaluator(class_names)
-    evaluator.process(targets, outputs)
-    return {**evaluator.evaluate(), **timing}

@@ -32,15 +32,24 @@ from tqdm import tqdm
 
 from classify.base.checkpoint import load_checkpoint, save_checkpoint
 from classify.base.config import config_to_dict, save_config
-from classify.base.device import amp_dtype, resolve_device, slow_bf16_note
-from detect.engine.loop import evaluate, train_one_epoch
-from detect.engine.history import metric_row, plot_curves, write_history
-from detect.models.loading import build_detector, load_detector
-from detect.engine.optim import LRSchedule, ModelEMA, build_optimizer, build_scheduler, freeze_by_prefix, milestone_iterations
-from detect.structures import DatasetSplit
+from classify.base.device import amp_dtype, resolve_device, slow_bf16_note, synchronize
 from detect.engine.config import DetectTrainConfig, total_iterations
 from detect.engine.data import build_eval_loader, build_train_loader, load_training_splits
+from detect.engine.history import metric_row, plot_curves, write_history
+from detect.engine.loop import train_one_epoch
+from detect.engine.optim import (
+    LRSchedule,
+    ModelEMA,
+    build_optimizer,
+    build_scheduler,
+    freeze_by_prefix,
+    milestone_iterations,
+)
 from detect.engine.state import RunState, capture_rng, restore_rng, seed_everything
+from detect.evaluation.outputs import write_outputs
+from detect.inference.evaluate import evaluate_detector
+from detect.models.loading import build_detector, load_detector
+from detect.structures import DatasetSplit
 
 STOP_FINISHED, STOP_TIME_BUDGET, STOP_REQUESTED = "finished", "time_budget", "stop_after"
 
@@ -305,8 +314,7 @@ def _train_epoch(run: _Run, stop_after: int | None) -> dict[str, float]:
     stats = train_one_epoch(run.model, run.optimizer, run.loaders["train"], run.scheduler, run.scaler, run.ema,
                             run.device, state.epoch, grad_clip=config.grad_clip, amp=run.train_dtype, max_iters=limit,
                             should_stop=_time_check(run, start), meter=state.meter, progress=config.progress)
-    if run.device.type == "cuda":
-        torch.cuda.synchronize(run.device)
+    synchronize(run.device)
     state.train_minutes += (time.perf_counter() - start) / 60
     state.iteration += stats["iterations"]
     state.batch_in_epoch += stats["iterations"]
@@ -332,8 +340,10 @@ def _epoch_row(run: _Run, stats: dict[str, float], epoch_done: bool, wall_minute
 
 
 def _evaluate(run: _Run, role: str) -> dict[str, Any]:
-    return evaluate(run.eval_model, run.loaders[role], run.class_names, run.device, amp=run.eval_dtype,
-                    progress=run.config.progress)
+    evaluation = evaluate_detector(run.eval_model, run.loaders[role], run.class_names, device=run.device,
+                                   amp=run.eval_dtype, progress=run.config.progress,
+                                   score_threshold=run.config.score_threshold)
+    return evaluation.metrics()
 
 
 def _log_row(run: _Run, row: dict[str, Any], improved: bool) -> None:
@@ -442,24 +452,18 @@ def fit(config: DetectTrainConfig, resume: str | Path | None = None, stop_after:
 def final_report(checkpoint: Path, split: DatasetSplit, out_dir: Path, config: DetectTrainConfig) -> dict[str, Any]:
     """Score ``checkpoint`` on ``split`` and write metrics.json/.md and the plots into ``out_dir``.
 
-    Returns the report's headline numbers (COCO stats, VOC mAP, P/R/F1).
+    Returns the report's headline numbers (COCO stats, VOC mAP, P/R/F1) and the timing.
     """
-    from detect.engine.loop import predict_batches
-    from detect.evaluation.report import evaluate_all
-    from detect.tasks.evaluate import write_outputs
-
     device = resolve_device(config.device)
     model, class_names = load_detector(checkpoint, device)
-    loader = build_eval_loader(split, config, device)
-    with torch.random.fork_rng(devices=[]):
-        targets, outputs, timing = predict_batches(model, loader, device, eval_amp_dtype(config.amp, device),
-                                                   config.progress)
-    report = evaluate_all(class_names, targets, outputs, score_threshold=config.score_threshold)
+    evaluation = evaluate_detector(model, build_eval_loader(split, config, device), class_names, device=device,
+                                   amp=eval_amp_dtype(config.amp, device), progress=config.progress,
+                                   score_threshold=config.score_threshold)
     source = {"ground_truth": str(config.data), "split": split.name, "images": len(split.images),
               "objects": split.num_objects(), "predictions": None, "model": config.detector,
               "weights": str(checkpoint)}
-    written = write_outputs(report, split, outputs, out_dir, source, None, config.report_examples)
-    s = report.coco.stats
+    written = write_outputs(evaluation.report, split, evaluation.outputs, out_dir, source, None, config.report_examples)
+    s = evaluation.report.coco.stats
     log(f"test ({split.name}, {len(split.images)} images) with {checkpoint.name}: AP {s['AP']:.4f}  "
         f"AP50 {s['AP50']:.4f}  AP75 {s['AP75']:.4f}; wrote {', '.join(p.name for p in written)}")
-    return {**report.summary(), **timing}
+    return evaluation.metrics()

@@ -26,7 +26,7 @@ index ``C`` = background. Hence for class ``c``: ``TP = M[c, c]``, ``FP = M[:, c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from classify.base.device import synchronize
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -33,11 +35,6 @@ class LatencyStats:
     @property
     def images_per_second(self) -> float:
         return 1000.0 * self.batch_size / self.median_ms
-
-
-def synchronize(device: torch.device | str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -27,13 +27,13 @@ the devkit's widths and no ``+1`` appears here.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from detect.evaluation.inputs import StoredEvaluator, check_iou, nan_to_none
 from detect.box_ops import box_iou
+from detect.evaluation.inputs import StoredEvaluator, check_iou, nan_to_none
 
 # The 11 recall levels of VOC2007, computed as the devkit port does (0.1 * i, so 0.3 is
 # 0.30000000000000004): a recall of exactly 0.3 does not reach that level.

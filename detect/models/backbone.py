@@ -41,6 +41,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from classify.base.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from classify.base.checkpoint import read_torch_file
 from classify.models.features import Backbone, FeatureInfo
 from classify.models.registry import get_model, get_model_entry, list_models
 from classify.models.weights import load_weights
@@ -454,9 +455,7 @@ def _zoo_model(name: str, weights: str | Path | None) -> Backbone:
 
 
 def _read_backbone_state(path: Path, name: str | None) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = read_torch_file(path, "backbone weights file")
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         saved = obj.get("config", {}).get("model")
         if name is not None and saved is not None and saved != name:

@@ -9,11 +9,15 @@ kept an EMA).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from classify.base.checkpoint import load_checkpoint, load_state_strict
+from classify.base.device import resolve_device
 
 #: Builder kwargs that only initialise weights (files); skipped when the weights come from a checkpoint.
 INIT_WEIGHT_KWARGS = ("weights", "backbone_weights")
@@ -50,8 +54,6 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
         ValueError: not a project checkpoint, or one without a detector config
             (``detector``/``image_size`` keys) or class names, or weights that do not fit.
     """
-    from classify.base.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(checkpoint_path)
     config, names = ckpt.config, list(ckpt.class_names)
     if "detector" not in config or not names:
@@ -68,7 +70,7 @@ def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu
     else:
         image_size = config.get("image_size")
     model = build_detector(config["detector"], len(names), image_size, kwargs)
-    load_weights(model, ckpt.model, f"{checkpoint_path} (detector {config['detector']!r})")
+    load_state_strict(model, ckpt.model, f"{checkpoint_path} (detector {config['detector']!r})")
     return model.to(device).eval(), names
 
 
@@ -90,21 +92,69 @@ def _rebuild_kwargs(kwargs: dict[str, Any], extra: Mapping[str, Any]) -> dict[st
     return rebuilt
 
 
-def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
-    """Load ``state`` into ``model``: every key must match, except BatchNorm ``num_batches_tracked``
-    counters (absent when training used frozen norm layers, and unused in eval mode).
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Which detector to run, as ``detect eval`` and ``detect bench`` take it: a registry
+    detector (with optional local weights) or a checkpoint written by ``detect train``.
 
-    Raises ``ValueError`` naming the first mismatched keys or shapes.
+    Attributes:
+        name: registry name (see ``detect list``); exclusive with ``checkpoint``.
+        checkpoint: a ``detect train`` checkpoint (``best.pt``/``last.pt``).
+        weights: local weights for ``name`` (nothing is downloaded).
+        image_size: input size(s) replacing the detector's own; several sizes (a checkpoint only)
+            run a multi-size test (see :func:`load_detector`).
     """
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise ValueError(f"{where}: the weights do not fit the model: {_first_lines(exc)}") from None
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise ValueError(f"{where}: the weights do not fit the model: missing keys {missing[:5]}, "
-                         f"unexpected keys {unexpected[:5]}")
+
+    name: str | None = None
+    checkpoint: Path | None = None
+    weights: Path | None = None
+    image_size: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.name is None) == (self.checkpoint is None):
+            raise ValueError("expected a registry detector name or a checkpoint, not both or neither")
+        if self.checkpoint is not None and self.weights is not None:
+            raise ValueError("--weights goes with --model; a checkpoint carries its own")
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise FileNotFoundError(f"weights not found: {self.weights}")
+        if any(size <= 0 for size in self.image_size):
+            raise ValueError(f"image size: expected positive numbers of pixels, got {list(self.image_size)}")
+        if len(self.image_size) > 1 and self.checkpoint is None:
+            raise ValueError(f"several image sizes ({list(self.image_size)}) go with --checkpoint (a multi-size "
+                             "test); give --model one size")
+
+    @property
+    def label(self) -> str:
+        """The registry name, or the checkpoint's path."""
+        return self.name if self.name is not None else str(self.checkpoint)
+
+    def load(self, device: str | torch.device = "cpu",
+             class_names: Sequence[str] | None = None) -> tuple[nn.Module, list[str]]:
+        """The detector in eval mode on ``device`` and its class names.
+
+        ``class_names``: the classes it must predict (a dataset's); a registry detector is built
+        with that many outputs, a checkpoint must have been trained on exactly these.
+        """
+        device = resolve_device(device)
+        if self.checkpoint is not None:
+            model, names = load_detector(self.checkpoint, device, self.image_size or None)
+            if class_names is not None and list(names) != list(class_names):
+                raise ValueError(f"{self.checkpoint} was trained on classes {_short(names)}, but the dataset has "
+                                 f"{_short(class_names)}")
+            return model, names
+        from detect.models.registry import get_detector
+
+        size = self.image_size[0] if self.image_size else None
+        counts = {} if class_names is None else {"num_classes": len(class_names)}
+        model = get_detector(self.name, image_size=size, weights=self.weights, **counts)
+        own = getattr(model, "class_names", None)
+        if class_names is not None and own is not None and len(own) != len(class_names):
+            raise ValueError(f"model {self.name!r} predicts {len(own)} classes {_short(own)}, but the dataset has "
+                             f"{len(class_names)}: {_short(class_names)}")
+        names = list(class_names) if class_names is not None else list(own or [])
+        return model.to(device).eval(), names
 
 
-def _first_lines(exc: BaseException, n: int = 3) -> str:
-    return " ".join(line.strip() for line in str(exc).strip().splitlines()[:n])
+def _short(names: Sequence[str], n: int = 6) -> str:
+    shown = ", ".join(map(str, names[:n]))
+    return f"[{shown}{', ...' if len(names) > n else ''}]"

@@ -23,13 +23,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from detect.data.dataset import DetectionDataset
+from classify.base.checkpoint import load_checkpoint
 from detect.data.formats import load_split
 from detect.data.image_io import read_image
-from detect.evaluation.coco import COCOEvaluator
-from detect.inference.loop import predict_dataset
 from detect.evaluation.timing import LatencyStats, summarize, time_call
-from detect.models.registry import detector_entry, get_detector
+from detect.inference.evaluate import evaluate_detector
+from detect.models.loading import DetectorSpec
+from detect.models.registry import detector_entry
 from detect.structures import DatasetSplit
 
 
@@ -108,28 +108,43 @@ def time_interleaved(models: dict[str, nn.Module], batch_paths: Sequence[Path], 
     return {name: (summarize(s["model"], batch), summarize(s["e2e"], batch)) for name, s in samples.items()}
 
 
-def bench(detectors: Sequence[str], image_sizes: Iterable[int], batch_sizes: Iterable[int], paths: Sequence[Path],
-          num_classes: int, device: str = "cpu", warmup: int = 3, iterations: int = 10,
-          weights: dict[str, Path] | None = None, progress: bool = True) -> list[BenchRow]:
-    """Time every detector at every (image size, batch size) on the images at ``paths``."""
+def bench(detectors: Sequence[str | DetectorSpec], image_sizes: Iterable[int], batch_sizes: Iterable[int],
+          paths: Sequence[Path], class_names: Sequence[str] | None = None, device: str = "cpu", warmup: int = 3,
+          iterations: int = 10, progress: bool = True) -> list[BenchRow]:
+    """Time every detector (registry names or specs) at every (image size, batch size) on the
+    images at ``paths``; ``class_names``: the classes registry detectors are built for."""
     from tqdm import tqdm
 
+    specs = [as_spec(d) for d in detectors]
     rows = []
     for size in tqdm(list(image_sizes), desc="bench sizes", disable=not progress):
-        models = {name: build_for_bench(name, num_classes, size, device, (weights or {}).get(name))
-                  for name in detectors}
+        models = {spec.label: build_for_bench(spec, size, device, class_names) for spec in specs}
         for batch in batch_sizes:
             batch_paths = [paths[i % len(paths)] for i in range(batch)]
             stats = time_interleaved(models, batch_paths, device, warmup, iterations)
-            rows += [BenchRow(name, detector_entry(name).backbone, size, batch, *stats[name]) for name in detectors]
+            rows += [BenchRow(spec.label, backbone_of(spec), size, batch, *stats[spec.label]) for spec in specs]
     return rows
 
 
-def build_for_bench(name: str, num_classes: int, image_size: int, device: str, weights: Path | None) -> nn.Module:
-    model = get_detector(name, num_classes=num_classes, image_size=image_size, weights=weights)
+def as_spec(detector: str | DetectorSpec) -> DetectorSpec:
+    return detector if isinstance(detector, DetectorSpec) else DetectorSpec(name=detector)
+
+
+def backbone_of(spec: DetectorSpec) -> str:
+    """The backbone shown in the table: the registry's, or the one a checkpoint was trained with."""
+    if spec.name is not None:
+        return detector_entry(spec.name).backbone
+    config = load_checkpoint(spec.checkpoint).config
+    return str((config.get("detector_kwargs") or {}).get("backbone", config.get("detector", "-")))
+
+
+def build_for_bench(spec: DetectorSpec, image_size: int, device: str,
+                    class_names: Sequence[str] | None = None) -> nn.Module:
+    """The detector of ``spec`` at ``image_size``, in eval mode on ``device``, fused where it can be."""
+    model, _ = replace(spec, image_size=(image_size,)).load(device, class_names)
     if hasattr(model, "fuse"):
         model.fuse()
-    return model.eval().to(device)
+    return model
 
 
 def markdown_table(rows: Sequence[BenchRow], reference: str | None = None) -> str:
@@ -177,31 +192,37 @@ def scatter_plot(rows: Sequence[BenchRow], path: Path) -> Path:
 
 def accuracy(model: nn.Module, split: DatasetSplit, batch_size: int, device: str) -> tuple[float, float]:
     """(mAP50, mAP50-95) of ``model`` on ``split`` by pycocotools."""
-    targets, outputs = predict_dataset(model, DetectionDataset(split), batch_size=batch_size, device=device)
-    evaluator = COCOEvaluator(split.class_names)
-    evaluator.process(targets, outputs)
-    stats = evaluator.evaluate()
+    stats = evaluate_detector(model, split, device=device, batch_size=batch_size, progress=False).report.coco.stats
     return stats["AP50"], stats["AP"]
 
 
-def run_bench(detectors: Sequence[str], image_sizes: Sequence[int], batch_sizes: Sequence[int], out_dir: Path,
-              dataset: Path | None = None, split: str | None = None, threads: int | None = None,
-              device: str = "cpu", warmup: int = 3, iterations: int = 10, weights: dict[str, Path] | None = None,
-              num_classes: int = 80, max_images: int | None = None) -> list[BenchRow]:
-    """Time (and with ``dataset``, score) every detector; write ``bench.md``, ``bench.json``, ``bench.png``."""
+def run_bench(detectors: Sequence[str | DetectorSpec], image_sizes: Sequence[int], batch_sizes: Sequence[int],
+              out_dir: Path, dataset: Path | None = None, split: str | None = None, threads: int | None = None,
+              device: str = "cpu", warmup: int = 3, iterations: int = 10, num_classes: int | None = None,
+              max_images: int | None = None) -> list[BenchRow]:
+    """Time (and with ``dataset``, score) every detector; write ``bench.md``, ``bench.json``, ``bench.png``.
+
+    ``detectors``: registry names or :class:`~detect.models.loading.DetectorSpec` (a checkpoint, or a
+    name with local weights). ``num_classes``: head size of registry detectors without a dataset
+    (default: each builder's own).
+    """
+    if not detectors:
+        raise ValueError("expected at least one detector: a registry name or --checkpoint PATH")
     if threads:
         torch.set_num_threads(threads)
+    specs = [as_spec(d) for d in detectors]
     data = load_split(dataset, split) if dataset else None
+    class_names = None if num_classes is None else [str(k) for k in range(num_classes)]
     if data is not None:
-        num_classes = len(data.class_names)
+        class_names = data.class_names
         if max_images:
             data = data.with_images(data.images[:max_images])
         paths = [data.image_path(r) for r in data.images[:16]]
     else:
         paths = synthetic_images(out_dir / "inputs", 8, max(image_sizes))
-    rows = bench(detectors, image_sizes, batch_sizes, paths, num_classes, device, warmup, iterations, weights)
+    rows = bench(specs, image_sizes, batch_sizes, paths, class_names, device, warmup, iterations)
     if data is not None:
-        rows = with_accuracy(rows, data, device, weights)
+        rows = with_accuracy(rows, specs, data, device)
     header = environment_header(device, torch.get_num_threads())
     table = markdown_table(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -213,15 +234,15 @@ def run_bench(detectors: Sequence[str], image_sizes: Sequence[int], batch_sizes:
     return rows
 
 
-def with_accuracy(rows: Sequence[BenchRow], data: DatasetSplit, device: str,
-                  weights: dict[str, Path] | None) -> list[BenchRow]:
+def with_accuracy(rows: Sequence[BenchRow], specs: Sequence[DetectorSpec], data: DatasetSplit,
+                  device: str) -> list[BenchRow]:
     """The rows with mAP filled in, scored once per (detector, image size)."""
+    by_label = {spec.label: spec for spec in specs}
     scores: dict[tuple[str, int], tuple[float, float]] = {}
     for row in rows:
         key = (row.detector, row.image_size)
         if key not in scores:
-            model = build_for_bench(row.detector, len(data.class_names), row.image_size, device,
-                                    (weights or {}).get(row.detector))
+            model = build_for_bench(by_label[row.detector], row.image_size, device, data.class_names)
             scores[key] = accuracy(model, data, batch_size=8, device=device)
     return [replace(r, map50=scores[(r.detector, r.image_size)][0], map50_95=scores[(r.detector, r.image_size)][1])
             for r in rows]

@@ -3,8 +3,8 @@
 :func:`pretrain_backbone` cuts the objects of a detection dataset's train (and val) split into
 an image folder (:mod:`detect.data.crops`) and trains a ``classify`` model on it;
 :func:`detector_config` points a detector preset at the resulting checkpoint
-(``detector_kwargs.backbone_weights``).  Used by ``detect demo`` and
-``tools/bench_detect_recipe.py``; by hand it is::
+(``detector_kwargs.backbone_weights``); :func:`run_demo` is ``detect demo``.  Used by
+``detect demo`` and ``tools/bench_detect_recipe.py``; by hand it is::
 
     detect data crops data/digit-scenes/coco --out data/digit-crops --split train --split val --size 48 --negatives 1 \
         --jitter 1 --partial 1
@@ -21,10 +21,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from classify.base.config import load_config
 from detect.engine.config import DetectTrainConfig
+
+if TYPE_CHECKING:
+    from detect.engine.trainer import TrainResult
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CLASSIFIER_PRESET = CONFIGS / "classify" / "classify_resnet18_digit_crops.yaml"
@@ -59,8 +62,8 @@ def pretrain_backbone(data: str | Path, out: str | Path, preset: str | Path = CL
     are :func:`detect.data.crops.export_crops` options (``negatives``, ``jitter``, ``partial``),
     e.g. :data:`RECIPE_CROPS`.
     """
-    from classify.engine.trainer import fit as fit_classifier
     from classify.engine.config import TrainConfig
+    from classify.engine.trainer import fit as fit_classifier
     from detect.data.crops import export_crops
     from detect.data.formats import load_split
 
@@ -91,3 +94,26 @@ def detector_config(preset: str | Path, backbone_weights: str | Path,
     if "rescore_with" in kwargs:
         kwargs["rescore_with"] = str(backbone_weights)
     return dataclasses.replace(config, detector_kwargs=kwargs)
+
+
+def run_demo(data_dir: str | Path, run_dir: str | Path) -> TrainResult:
+    """The main job on the embedded defaults (``detect demo``): build the digit scenes in
+    ``data_dir``, pretrain a ResNet-18 on their train/val digit crops, train the quick Faster
+    R-CNN preset on that backbone in ``run_dir/detector``, evaluate it on the test split and write
+    the report and annotated images there."""
+    from detect.data.build import build_digit_scenes
+    from detect.data.scene_config import scene_config
+    from detect.engine.trainer import fit
+
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    build_digit_scenes(data_dir, scene_config("default"))
+    data = data_dir / "coco"
+    backbone = pretrain_backbone(data, run_dir, QUICK_CLASSIFIER_PRESET)
+    overrides = {"data": str(data), "output": str(run_dir / "detector"), "exist_ok": True}
+    result = fit(detector_config(QUICK_PRESET, backbone.weights, overrides))
+    test = result.test_metrics or {}
+    print(f"\nquick Faster R-CNN on a pretrained ResNet-18 ({backbone.minutes:.1f} min pretraining, "
+          f"{result.iterations} iterations in {result.minutes:.1f} training minutes): "
+          f"test AP50 {test.get('AP50', float('nan')):.3f}, AP50-95 {test.get('AP', float('nan')):.3f}")
+    print(f"report: {result.run_dir / 'metrics.md'}  annotated test images: {result.run_dir / 'examples.png'}")
+    return result

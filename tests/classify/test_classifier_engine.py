@@ -11,16 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from classify.data.augment import BatchTransform
 from classify.base.checkpoint import load_checkpoint
+from classify.data.augment import BatchTransform
 from classify.data.datasets import TensorImageDataset, load_data, make_loader
-from classify.engine.trainer import evaluate_checkpoint, fit, train_one_epoch
+from classify.engine.config import TrainConfig
 from classify.engine.metrics import ClassificationMeter
 from classify.engine.optim import LRFactor, build_optimizer, build_scheduler, param_groups
-from classify.models.registry import get_model
 from classify.engine.run import DeviceSetup, build_model, config_from_checkpoint, resolve_config
-from classify.engine.config import TrainConfig
-
+from classify.engine.trainer import evaluate_checkpoint, fit, train_one_epoch
+from classify.models.registry import get_model
 
 #: about a second an epoch: LeNet-5 (ReLU) on 400 real MNIST digits, scored on 100
 TINY = dict(data="mnist5k", model="lenet5_relu", subset=40, test_subset=10, epochs=2,

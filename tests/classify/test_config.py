@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from classify.base.config import (
-    check_fields,
     add_config_arguments,
+    check_fields,
     config_from_args,
     config_keys,
     config_to_dict,
@@ -485,7 +485,7 @@ def _flags(cfg: Train) -> list[str]:
 @settings(max_examples=100, deadline=None)
 @given(cfg=_trains.map(lambda c: dataclasses.replace(c, data=Path("d"), weights=None, crop=None, run_name="r")))
 def test_property_cli_flags_round_trip(cfg):
-    args = _parser().parse_args(["--data", "d", "--run_name", "r", "--device", cfg.device, *_flags(cfg)])
+    args = _parser().parse_args(["--data", "d", "--run-name", "r", "--device", cfg.device, *_flags(cfg)])
     assert config_from_args(Train, args) == cfg
 
 

@@ -11,13 +11,30 @@ import pytest
 import torch
 from PIL import Image
 
-from classify.data.augment import (ERASE_AREA, Augment, BatchTransform, fit_to_size, match_channels,
-                              normalization_for, random_crop, random_erase)
-from classify.data.datasets import (FASHION_CLASSES, TensorImageDataset, default_hflip, load_data,
-                           load_fashion_mnist, load_named, load_split, per_class_subset, read_idx,
-                           stratified_split)
-from classify.engine.run import build_transforms
+from classify.data.augment import (
+    ERASE_AREA,
+    Augment,
+    BatchTransform,
+    fit_to_size,
+    match_channels,
+    normalization_for,
+    random_crop,
+    random_erase,
+)
+from classify.data.datasets import (
+    FASHION_CLASSES,
+    TensorImageDataset,
+    default_hflip,
+    load_data,
+    load_fashion_mnist,
+    load_named,
+    load_split,
+    per_class_subset,
+    read_idx,
+    stratified_split,
+)
 from classify.engine.config import TrainConfig
+from classify.engine.run import build_transforms
 
 
 def _write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:

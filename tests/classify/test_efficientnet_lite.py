@@ -17,7 +17,6 @@ from classify.models import efficientnet_lite
 from classify.models.efficientnet_lite import Conv2dSame, efficientnet_lite0_weights_path
 from classify.models.weights import load_weights, read_state_dict
 
-
 CATEGORIES = EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"]
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 #: real photos and the ImageNet classes the pretrained model must rank first

@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from classify.inspect.filters import (
-    apply_filters, default_image, filter_figure, gaussian_kernel, get_kernel, list_filters,
+    apply_filters,
+    default_image,
+    filter_figure,
+    gaussian_kernel,
+    get_kernel,
+    list_filters,
     load_grayscale,
 )
 

@@ -8,8 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from classify.engine.optim import (LRFactor, build_optimizer, build_scheduler, freeze_backbone,
-                            param_groups, set_bn_momentum, set_drop_rate, set_train_mode)
+from classify.engine.optim import (
+    LRFactor,
+    build_optimizer,
+    build_scheduler,
+    freeze_backbone,
+    param_groups,
+    set_bn_momentum,
+    set_drop_rate,
+    set_train_mode,
+)
 from classify.models.registry import get_model
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
 from classify.base.checkpoint import load_checkpoint
-from classify.base.cli import SuggestingParser
 from classify.base.config import config_from_args, load_config
-from classify.cli.train import add_training_parsers, main
+from classify.cli import build_parser, main
 from classify.engine.config import TrainConfig
-
 
 PRESETS = Path(__file__).resolve().parents[2] / "configs" / "classify"
 TINY = ["--data", "mnist5k", "--model", "lenet5_relu", "--subset", "20", "--test-subset", "5",
@@ -20,19 +17,13 @@ TINY = ["--data", "mnist5k", "--model", "lenet5_relu", "--subset", "20", "--test
         "--fit-mode", "pad", "--progress", "false"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = SuggestingParser(prog="classify")
-    add_training_parsers(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 def _run(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 
 def test_hyphen_and_underscore_flags_are_the_same() -> None:
-    parser = _parser()
+    parser = build_parser()
     a = parser.parse_args(["train", "--freeze-backbone", "--backbone-lr-scale", "0.1", "--subset", "3"])
     b = parser.parse_args(["train", "--freeze_backbone", "true", "--backbone_lr_scale", "0.1",
                            "--subset", "3"])

@@ -12,7 +12,12 @@ import torch
 from classify import get_model
 from classify.base.checkpoint import save_checkpoint
 from classify.inspect.viz import (
-    feature_maps, filter_grid, first_layer_filters, load_model, prepare_image, save_feature_maps,
+    feature_maps,
+    filter_grid,
+    first_layer_filters,
+    load_model,
+    prepare_image,
+    save_feature_maps,
     save_filter_grid,
 )
 

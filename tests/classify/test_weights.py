@@ -11,7 +11,6 @@ import torchvision
 import classify
 from classify.models.weights import adapt_stem_weight, load_weights, read_state_dict
 
-
 #: (name, input size, torchvision builder options) for one model of every wrapped family
 PARITY = [
     ("alexnet", 63, {}),
@@ -128,7 +127,7 @@ def test_shape_mismatch_is_named():
     state = _resnet18_state()
     state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 5, 5)
     with pytest.raises(ValueError, match=r"1 shape mismatches \(body\.layer1\.0\.conv1\.weight: "
-                                         r"checkpoint \[64, 64, 5, 5\] vs model \[64, 64, 3, 3\]"):
+                                         r"file \[64, 64, 5, 5\] vs model \[64, 64, 3, 3\]"):
         load_weights(classify.get_model("resnet18"), state)
 
 
@@ -206,7 +205,7 @@ def test_unknown_weights_argument_lists_tags():
 
 def test_unreadable_and_odd_files(tmp_path: Path):
     (tmp_path / "text.pth").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a loadable torch checkpoint"):
+    with pytest.raises(ValueError, match="not a readable weights file"):
         read_state_dict(tmp_path / "text.pth")
     torch.save({"epoch": 3, "optimizer": {}}, tmp_path / "meta.pth")
     with pytest.raises(ValueError, match=r"expected a state dict or a checkpoint .* found keys "

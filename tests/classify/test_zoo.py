@@ -15,7 +15,6 @@ import torch
 import classify
 from classify.models.outputs import AuxOutputs, classification_loss, main_logits
 
-
 MODELS = classify.list_models()
 
 #: Parameter counts at the ImageNet-1k configuration.  torchvision's are its published

@@ -13,8 +13,14 @@ from classify.base.checkpoint import save_checkpoint
 from classify.models.features import FeatureInfo
 from detect.models.anchors import anchor_sizes_for, fit_anchor_sizes, normalize_anchor_sizes
 from detect.models.backbone import (
-    BackboneC4, BackboneWithFPN, build_backbone, freeze_batchnorm, select_c4_level,
-    select_fpn_levels, usable_backbones)
+    BackboneC4,
+    BackboneWithFPN,
+    build_backbone,
+    freeze_batchnorm,
+    select_c4_level,
+    select_fpn_levels,
+    usable_backbones,
+)
 
 
 def _randomize(model: nn.Module, seed: int = 0) -> None:
@@ -247,8 +253,8 @@ def test_best_anchor_iou_matches_a_brute_force_grid() -> None:
 
 def test_the_recipe_anchors_are_four_strides_at_three_scales() -> None:
     from classify.base.config import load_config
-    from detect.tasks.recipe import RECIPE_PRESET
     from detect.engine.config import DetectTrainConfig
+    from detect.tasks.recipe import RECIPE_PRESET
 
     levels = [FeatureInfo(f"p{i}", 128, 2 ** i) for i in range(2, 7)]
     sizes = anchor_sizes_for(levels, base=4, scales=(2 ** (-1 / 3), 1, 2 ** (1 / 3)))

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import torch
 
-from detect.tasks.bench import BenchRow, markdown_table, run_bench, synthetic_images, time_interleaved
 from detect.data.build import build_digit_scenes
-from detect.data.scenes import scene_config
+from detect.data.scene_config import scene_config
 from detect.evaluation.timing import summarize
+from detect.tasks.bench import BenchRow, markdown_table, run_bench, synthetic_images, time_interleaved
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -42,9 +42,9 @@ def test_scenes_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
     out = tmp_path / "x"
     result = run_cli("data", "scenes", "--preset", "tiny", "--out", out, "--max_iou", 3)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "command-line flag --max_iou: expected float >= 0.0 and <= 1.0, got 3.0" in result.stderr
+    assert "command-line flag --max-iou: expected float >= 0.0 and <= 1.0, got 3.0" in result.stderr
     result = run_cli("data", "scenes", "--preset", "tiny", "--out", out, "--max_iuo", 3)
-    assert result.returncode == 2 and "did you mean --max_iou?" in result.stderr
+    assert result.returncode == 2 and "did you mean --max-iou?" in result.stderr
     result = run_cli("data", "scenes", "--preset", "tinny", "--out", out)
     assert result.returncode == 2 and "did you mean 'tiny'?" in result.stderr
     result = run_cli("data", "scenes", "--preset", "tiny", "--out", out, "--min_objects", 5, "--max_objects", 3)

@@ -8,15 +8,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CLASS_NAMES, random_split
 from PIL import Image
 
 from classify.data.datasets import load_data
-from detect.data.crops import (BACKGROUND, JITTER_MIN_IOU, NEGATIVE_MAX_COVER, PARTIAL_IOU, crop_window, cut,
-                               export_crops, folder_name, jittered_boxes, negative_windows, partial_windows)
 from detect.box_ops import box_ioa, box_iou
+from detect.data.crops import (
+    BACKGROUND,
+    JITTER_MIN_IOU,
+    NEGATIVE_MAX_COVER,
+    PARTIAL_IOU,
+    crop_window,
+    cut,
+    export_crops,
+    folder_name,
+    jittered_boxes,
+    negative_windows,
+    partial_windows,
+)
 from detect.data.formats import write_split
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
-from helpers import CLASS_NAMES, random_split
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from detect.engine.loop import LossMeter, evaluate, train_one_epoch, training_targets
-from detect.engine.optim import LRSchedule, ModelEMA, build_scheduler
 from detect.data.sampler import GroupedBatchSampler, SeededDataset, aspect_ratio_groups
-from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 from detect.engine.data import check_targets
-
+from detect.engine.loop import LossMeter, train_one_epoch, training_targets
+from detect.engine.optim import LRSchedule, ModelEMA, build_scheduler
+from detect.inference.evaluate import evaluate_detector
+from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 
 # ----------------------------------------------------------------------------- toy detectors
 
@@ -141,18 +141,19 @@ def test_training_targets_keep_boxes_and_labels_without_crowds() -> None:
 def test_evaluate_scores_a_perfect_and_an_empty_detector_and_leaves_the_rng_alone() -> None:
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    perfect = evaluate(OracleDetector(), RectangleDataset(), ["box"], batch_size=2, progress=False)
+    evaluation = evaluate_detector(OracleDetector(), RectangleDataset(), ["box"], batch_size=2, progress=False)
     assert torch.equal(torch.get_rng_state(), state)
+    perfect = evaluation.metrics()
     assert perfect["AP"] == pytest.approx(1.0) and perfect["AP50"] == pytest.approx(1.0)
-    assert perfect["per_class_AP"] == {"box": pytest.approx(1.0)} and perfect["images"] == 3
-    assert perfect["seconds_per_image"] >= 0
-    empty = evaluate(OracleDetector(empty=True), RectangleDataset(), ["box"], progress=False)
+    assert evaluation.report.coco.per_class_AP == {"box": pytest.approx(1.0)} and perfect["images"] == 3
+    assert perfect["seconds_per_image"] >= 0 and perfect["f1"] == pytest.approx(1.0)
+    empty = evaluate_detector(OracleDetector(empty=True), RectangleDataset(), ["box"], progress=False).metrics()
     assert empty["AP"] == 0.0 and empty["AR100"] == 0.0
 
 
 def test_evaluate_restores_train_mode() -> None:
     model = OracleDetector().train()
-    evaluate(model, RectangleDataset(), ["box"], progress=False)
+    evaluate_detector(model, RectangleDataset(), ["box"], progress=False)
     assert model.training
 
 

@@ -14,11 +14,12 @@ from helpers import random_split
 from PIL import Image
 from torch import nn
 
+from detect.cli import main as detect_main
 from detect.data.coco import write_coco
-from detect.cli import evaluate as eval_cli
+from detect.evaluation.outputs import OUTPUT_FILES
 from detect.evaluation.results_io import write_coco_results, write_yolo_predictions
-from detect.tasks.evaluate import OUTPUT_FILES, run_evaluation
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
+from detect.tasks.evaluate import run_evaluation
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,7 +113,7 @@ def test_cli_unknown_image_id_is_one_line_error(dataset, tmp_path: Path) -> None
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:
-    code = eval_cli.main(["eval", *map(str, args)])
+    code = detect_main(["eval", *map(str, args)])
     return code, capsys.readouterr().err
 
 
@@ -129,7 +130,7 @@ def test_class_list_mismatch(dataset, tmp_path: Path, capsys: pytest.CaptureFixt
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--weights", "w.pt"], "--weights and --image-size go with --model, not with --predictions"),
+        (["--weights", "w.pt"], "--weights and --image-size go with --model or --checkpoint, not with --predictions"),
         (["--image-size", "64"], "--weights and --image-size go with --model"),
         (["--batch-size", "0"], "batch size: expected a positive integer, got 0"),
         (["--examples", "-1"], "examples: expected 0 or more images, got -1"),
@@ -170,7 +171,7 @@ def test_source_is_required_and_exclusive(dataset, capsys: pytest.CaptureFixture
     _, gt = dataset
     for args in ([gt], [gt, "--predictions", "r.json", "--model", "yolov8n"]):
         with pytest.raises(SystemExit) as info:
-            eval_cli.main(["eval", *map(str, args)])
+            detect_main(["eval", *map(str, args)])
         assert info.value.code == 2
     assert "--model" in capsys.readouterr().err
 
@@ -224,7 +225,7 @@ def test_model_path_runs_the_registry_model(whole_image_split: Path, tmp_path: P
 def test_model_with_other_class_count_is_refused(whole_image_split: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("detect.models.registry.get_detector", lambda name, **kw: WholeImageDetector(5))
-    with pytest.raises(ValueError, match=r"model 'fake' predicts 5 classes \[0, 1, 2, 3, 4\], but the ground truth has 2"):
+    with pytest.raises(ValueError, match=r"model 'fake' predicts 5 classes \[0, 1, 2, 3, 4\], but the dataset has 2: \[blob, other\]"):
         run_evaluation(whole_image_split, model="fake", out_dir=tmp_path / "e")
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from detect.box_ops import box_iou
 from detect.evaluation import (
     COCOEvaluator,
     DetectionMetrics,
@@ -18,7 +19,6 @@ from detect.evaluation import (
     VOCEvaluator,
     evaluate_all,
 )
-from detect.box_ops import box_iou
 
 NAMES = ["cat", "dog"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from helpers import CLASS_NAMES, boxes_and_labels, random_split
+from PIL import Image
 
 from detect.data.coco import read_coco, write_coco
 from detect.data.dataset import DetectionDataset

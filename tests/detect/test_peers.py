@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detect.models.registry import get_detector, list_detectors
 from detect.models.peers.ultralytics import UltralyticsDetector
+from detect.models.registry import get_detector, list_detectors
 
 SMALL_PEERS = ["tv_fasterrcnn_mobilenet_v3_large_320_fpn", "yolov8n", "yolo11n"]
 

@@ -11,12 +11,19 @@ import torch
 from classify.base.checkpoint import load_checkpoint
 from classify.base.config import load_config
 from detect.data.build import build_digit_scenes
-from detect.data.scenes import scene_config
-from detect.models.loading import build_detector, load_detector
-from detect.tasks.recipe import (CLASSIFIER_PRESET, QUICK_CLASSIFIER_PRESET, QUICK_PRESET, RECIPE_CROPS, RECIPE_PRESET,
-                           detector_config, pretrain_backbone)
-from detect.engine.trainer import fit
+from detect.data.scene_config import scene_config
 from detect.engine.config import DetectTrainConfig
+from detect.engine.trainer import fit
+from detect.models.loading import build_detector, load_detector
+from detect.tasks.recipe import (
+    CLASSIFIER_PRESET,
+    QUICK_CLASSIFIER_PRESET,
+    QUICK_PRESET,
+    RECIPE_CROPS,
+    RECIPE_PRESET,
+    detector_config,
+    pretrain_backbone,
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from classify import get_model, get_model_entry
 from classify.base.checkpoint import save_checkpoint
 from detect.data.crops import crop_window, cut, mean_colour
 from detect.models.rcnn.faster_rcnn import faster_rcnn
-from detect.models.rcnn.tv_variants import build_from_config
 from detect.models.rcnn.rescore import CropRescorer, RescorerSpec
+from detect.models.rcnn.tv_variants import build_from_config
 
 CLASSES = ["cat", "dog", "background"]
 SMALL = dict(rpn_batch_size_per_image=32, box_batch_size_per_image=16, rpn_pre_nms_top_n_train=64,

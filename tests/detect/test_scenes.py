@@ -9,11 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from classify.data.digits import (DigitBank, load_digit_sources, load_opencv_digits,
-                                split_bank)
-from detect.data.scenes import (CLASS_NAMES, PRESETS, SceneConfig, build_scenes,
-                                format_statistics, render_scene, scene_banks, scene_config,
-                                scene_statistics)
+from classify.data.digits import DigitBank, load_digit_sources, load_opencv_digits, split_bank
+from detect.data.scene_config import PRESETS, SceneConfig, scene_config
+from detect.data.scenes import CLASS_NAMES, build_scenes, format_statistics, render_scene, scene_banks, scene_statistics
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 
 TINY = PRESETS["tiny"]

@@ -13,9 +13,9 @@ import torch
 import torchvision.models.detection as tvd
 from torch import nn
 
+from classify.base.checkpoint import load_state_strict, read_torch_file, state_dict_from
 from detect.models.peers import COCO_NUM_CLASSES
 from detect.models.registry import register_detector
-
 
 
 def _torchvision(builder_name: str, num_classes: int = COCO_NUM_CLASSES, weights: str | Path | None = None,
@@ -29,8 +29,8 @@ def _torchvision(builder_name: str, num_classes: int = COCO_NUM_CLASSES, weights
         kwargs.update(min_size=image_size, max_size=image_size)
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes + 1, **kwargs)
     if weights is not None:
-        state = torch.load(Path(weights), map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        state = state_dict_from(read_torch_file(weights), str(weights))
+        load_state_strict(model, state, str(weights))
     return _ZeroBasedLabels(model)
 
 

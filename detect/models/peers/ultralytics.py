@@ -20,7 +20,6 @@ from detect.models.registry import register_detector
 from detect.offline import disable_ultralytics_sync
 
 
-
 class UltralyticsDetector(nn.Module):
     """``model(images: list[Tensor[3,H,W]] in [0,1]) -> list[{"boxes", "scores", "labels"}]``.
 

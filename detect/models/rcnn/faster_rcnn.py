@@ -36,8 +36,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.detection.faster_rcnn import (
-    FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead)
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
@@ -45,15 +44,16 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.poolers import initLevelMapper
 
 from classify.base.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from classify.base.checkpoint import load_state_strict, read_torch_file, state_dict_from
 from classify.models.features import Backbone
 from classify.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_model_entry
+from detect.box_ops import batched_nms, validate_boxes
 from detect.models.anchors import anchor_generator, anchor_sizes_for, normalize_anchor_sizes
 from detect.models.backbone import DetectionBackbone, build_backbone
-from detect.box_ops import batched_nms, validate_boxes
-from detect.models.rcnn.tv_layout import convert_torchvision_state_dict, is_torchvision_layout
-from detect.models.registry import register_detector
 from detect.models.rcnn.rescore import CropRescorer
 from detect.models.rcnn.roi_align import ParallelMultiScaleRoIAlign
+from detect.models.rcnn.tv_layout import convert_torchvision_state_dict, is_torchvision_layout
+from detect.models.registry import register_detector
 
 __all__ = ["FasterRCNN", "FasterRCNNConfig", "faster_rcnn", "merge_detections",
            "load_detector_state", "read_detector_checkpoint", "validate_targets"]
@@ -494,7 +494,6 @@ class EvalSizeTransform(GeneralizedRCNNTransform):
 # -- weights ------------------------------------------------------------------------------------
 PREDICTOR_KEY = "roi_heads.box_predictor.cls_score.weight"
 _PREDICTOR_PREFIX = "roi_heads.box_predictor."
-_NESTED = ("model", "state_dict", "model_state_dict")
 
 
 def read_detector_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], list[str] | None]:
@@ -504,25 +503,9 @@ def read_detector_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], list[
     dict under ``"model"``/``"state_dict"``, and plain state dicts; a DDP ``"module."`` prefix is
     stripped.  torchvision-layout keys are kept as they are (see :func:`load_detector_state`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detector weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for foreign files
-        raise ValueError(f"{path}: not a loadable torch checkpoint ({err})") from err
-    names = obj.get("class_names") if isinstance(obj, dict) and obj.get(
-        "format") == CHECKPOINT_FORMAT else None
-    while isinstance(obj, dict) and not all(isinstance(v, Tensor) for v in obj.values()):
-        key = next((k for k in _NESTED if isinstance(obj.get(k), dict)), None)
-        if key is None:
-            raise ValueError(f"{path}: expected a state dict or a checkpoint holding one under "
-                             f"{_NESTED}; found keys {sorted(obj)[:8]}")
-        obj = obj[key]
-    if not isinstance(obj, dict) or not obj:
-        raise ValueError(f"{path}: expected a non-empty state dict, got {type(obj).__name__}")
-    state = {k.removeprefix("module."): v for k, v in obj.items()}
-    return state, list(names) if names else None
+    obj = read_torch_file(path, "detector weights file")
+    names = obj.get("class_names") if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT else None
+    return state_dict_from(obj, str(path)), list(names) if names else None
 
 
 def load_detector_state(model: FasterRCNN, state: Mapping[str, Tensor], where: str) -> list[str]:
@@ -535,29 +518,12 @@ def load_detector_state(model: FasterRCNN, state: Mapping[str, Tensor], where: s
     own = model.state_dict()
     if is_torchvision_layout(state, own):
         state = convert_torchvision_state_dict(state, own)
-    state = dict(state)
-    skipped = []
+    skipped: list[str] = []
     if PREDICTOR_KEY in state and state[PREDICTOR_KEY].shape != own[PREDICTOR_KEY].shape:
         skipped = [k for k in own if k.startswith(_PREDICTOR_PREFIX)]
         state = {k: v for k, v in state.items() if not k.startswith(_PREDICTOR_PREFIX)}
-    _check_fit(state, own, skipped, where)
-    model.load_state_dict({**own, **state}, strict=True)
+    load_state_strict(model, state, where, keep=skipped, hint="check backbone, fpn, levels and head options")
     return skipped
-
-
-def _check_fit(state: Mapping[str, Tensor], own: Mapping[str, Tensor], skipped: list[str],
-               where: str) -> None:
-    counters = "num_batches_tracked"
-    missing = [k for k in own if k not in state and k not in skipped and not k.endswith(counters)]
-    unexpected = [k for k in state if k not in own and not k.endswith(counters)]
-    shapes = [f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
-              for k in state if k in own and state[k].shape != own[k].shape]
-    problems = [f"{len(keys)} {kind} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
-                for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                   ("shape mismatches", shapes)) if keys]
-    if problems:
-        raise ValueError(f"{where}: weights do not fit this Faster R-CNN (check backbone, fpn, "
-                         f"levels and head options): " + "; ".join(problems))
 
 
 # -- registry -----------------------------------------------------------------------------------

@@ -1,0 +1,18 @@
+"""``detect list``: the registered detectors, their family and backbone."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from detect.models.registry import detector_entry, list_detectors
+
+    for name in list_detectors():
+        entry = detector_entry(name)
+        print(f"{name:45s} {entry.family:12s} {entry.backbone:25s} {'peer' if entry.peer else ''}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("list", help="list the registered detectors").set_defaults(func=cmd_list)
