@@ -149,8 +149,10 @@ def read_image(path: Path, channels: int, size: int | None) -> Tensor:
     """Decode ``path`` to uint8 ``[channels, H, W]`` (``[channels, size, size]`` if ``size``)."""
     from PIL import Image
 
+    from classify.base.images import pillow_open
+
     try:
-        with Image.open(path) as img:
+        with pillow_open()(path) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
@@ -276,10 +278,10 @@ def scan_image_folder(root: str | Path, class_names: Sequence[str] | None = None
 
 def _probe(path: Path) -> tuple[str, tuple[int, int]]:
     """Mode and size of an image, after checking the file's integrity (PIL ``verify``)."""
-    from PIL import Image
+    from classify.base.images import pillow_open
 
     try:
-        with Image.open(path) as img:
+        with pillow_open()(path) as img:
             mode, size = img.mode, img.size
             img.verify()
     except (OSError, ValueError, SyntaxError) as exc:

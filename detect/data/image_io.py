@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+
+from classify.base.images import pillow_open
 
 
 def read_image(path: Path) -> torch.Tensor:
@@ -22,7 +23,7 @@ def read_image(path: Path) -> torch.Tensor:
     if path.stat().st_size == 0:
         raise ValueError(f"image file is empty (0 bytes): {path}")
     try:
-        with Image.open(path) as im:
+        with pillow_open()(path) as im:  # not a library's wrapper, which may hide the reason
             pixels = np.asarray(im.convert("RGB"))
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for corrupt files
         raise ValueError(f"cannot decode image {path}: {e}") from None

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from PIL import Image
 from tqdm import tqdm
 
+from classify.base.images import pillow_open
 from detect.data.formats import available_splits, detect_format, read_split
 from detect.data.problems import Problem
 from detect.structures import DatasetSplit, ImageRecord
@@ -74,7 +74,7 @@ def image_problems(split: DatasetSplit, record: ImageRecord) -> list[Problem]:
     if path.stat().st_size == 0:
         return [Problem(file, "image file is empty (0 bytes)")]
     try:
-        with Image.open(path) as im:
+        with pillow_open()(path) as im:  # not a library's wrapper, which may hide the reason
             im.load()
             size = im.size
     except Exception as e:  # noqa: BLE001 - PIL raises many types for corrupt files

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
+from classify.base.images import pillow_open
 from detect.data.files import format_number, place_image, write_text_atomic
 from detect.data.problems import Problem
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
@@ -93,7 +94,7 @@ def read_yolo(yaml_path: Path, split: str = "train") -> tuple[DatasetSplit, list
 
 def _image_size(path: Path) -> tuple[tuple[int, int], Problem | None]:
     try:
-        with Image.open(path) as im:
+        with pillow_open()(path) as im:  # not a library's wrapper, which may hide the reason
             return im.size, None
     except FileNotFoundError:
         return (0, 0), Problem(str(path), "image not found")
