@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from classify.base.images import pillow_open
+from classify.base.images import ImageDecodeError, ImageTooLargeError, open_image
 from detect.data.formats import available_splits, detect_format, read_split
 from detect.data.problems import Problem
 from detect.structures import DatasetSplit, ImageRecord
@@ -66,7 +66,7 @@ def box_problems(split: DatasetSplit, record: ImageRecord) -> list[Problem]:
 
 
 def image_problems(split: DatasetSplit, record: ImageRecord) -> list[Problem]:
-    """The image exists, is not empty, decodes to the end and has the annotated size."""
+    """The image exists, is not empty, is within the pixel limit, decodes to the end and has the annotated size."""
     path = split.image_path(record)
     file = str(path)
     if not path.is_file():
@@ -74,9 +74,13 @@ def image_problems(split: DatasetSplit, record: ImageRecord) -> list[Problem]:
     if path.stat().st_size == 0:
         return [Problem(file, "image file is empty (0 bytes)")]
     try:
-        with pillow_open()(path) as im:  # not a library's wrapper, which may hide the reason
-            im.load()
+        with open_image(path) as im:  # refuses an image over the pixel limit before decoding it
             size = im.size
+            im.load()
+    except ImageTooLargeError as e:
+        return [Problem(file, e.reason)]
+    except ImageDecodeError as e:
+        return [Problem(file, f"image does not decode: {e.reason}")]
     except Exception as e:  # noqa: BLE001 - PIL raises many types for corrupt files
         return [Problem(file, f"image does not decode: {e}")]
     if size != (record.width, record.height):
