@@ -39,6 +39,15 @@ def validate_dataset(
     return problems
 
 
+def annotation_problems(split: DatasetSplit) -> list[Problem]:
+    """Duplicate image ids, then every box of non-positive size, outside its image or with a label
+    out of range (:func:`box_problems`), image by image; no image is decoded."""
+    problems = duplicate_id_problems(split)
+    for record in split.images:
+        problems += box_problems(split, record)
+    return problems
+
+
 def duplicate_id_problems(split: DatasetSplit) -> list[Problem]:
     counts = Counter(r.image_id for r in split.images)
     return [

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 from helpers import random_split
+from PIL import Image
 
+from detect.cli import main
 from detect.data.coco import write_coco
 from detect.data.formats import convert
+from detect.data.problems import DatasetError, Problem
 from detect.data.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,3 +112,49 @@ def test_convert_refuses_a_broken_dataset_without_traceback(clean_coco: Path, tm
 def test_missing_dataset_is_a_one_line_error(tmp_path: Path) -> None:
     result = run_cli("validate", tmp_path / "nothing")
     assert result.returncode == 2 and result.stderr.strip() == f"error: dataset not found: {tmp_path / 'nothing'}"
+
+
+def coco_with_bad_boxes(root: Path) -> tuple[Path, Path, Path]:
+    """Two images: the first's object 1 has a negative width, the second's object 0 lies outside it."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images" / "train").mkdir(parents=True)
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+              {"id": 2, "file_name": "b.png", "width": 50, "height": 40}]
+    for img in images:
+        Image.new("RGB", (img["width"], img["height"])).save(root / "images" / "train" / img["file_name"])
+    boxes = [(1, [2, 2, 10, 10]), (1, [20, 5, -6, 10]), (2, [45, 30, 20, 20]), (2, [1, 1, 5, 5])]
+    anns = [{"id": i + 1, "image_id": image_id, "category_id": 1, "bbox": bbox, "area": 1.0, "iscrowd": 0}
+            for i, (image_id, bbox) in enumerate(boxes)]
+    data = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}
+    (root / "annotations" / "instances_train.json").write_text(json.dumps(data))
+    return root, root / "images" / "train" / "a.png", root / "images" / "train" / "b.png"
+
+
+def test_convert_reports_every_bad_box_like_validate_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    src, a, b = coco_with_bad_boxes(tmp_path / "src")
+    expected = [Problem(str(a), "box (20, 5, 14, 15) has non-positive size (-6 x 10)", index=1),
+                Problem(str(b), "box (45, 30, 65, 50) lies outside the 50x40 image", index=0)]
+    assert validate_dataset(src, progress=False) == expected
+    for to in ("coco", "voc", "yolo"):
+        with pytest.raises(DatasetError) as info:
+            convert(src, tmp_path / to, to=to)
+        assert info.value.problems == expected
+        assert not (tmp_path / to).exists()
+    assert main(["convert", str(src), str(tmp_path / "out"), "--to", "yolo"]) == 1  # validate's exit code
+    assert capsys.readouterr().err == (
+        f"error: 2 problem(s) in the dataset:\n"
+        f"  {a}: object 1: box (20, 5, 14, 15) has non-positive size (-6 x 10)\n"
+        f"  {b}: object 0: box (45, 30, 65, 50) lies outside the 50x40 image\n"
+        f"nothing was written to {tmp_path / 'out'}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_checks_every_split_before_writing_any(tmp_path: Path) -> None:
+    src, _, b = coco_with_bad_boxes(tmp_path / "src")
+    write_coco(random_split(src, num_images=3, seed=2, name="val"), src)  # a clean split beside the broken one
+    with pytest.raises(DatasetError) as info:
+        convert(src, tmp_path / "out", to="yolo")
+    assert [(p.file, p.index) for p in info.value.problems] == [(str(src / "images" / "train" / "a.png"), 1),
+                                                                  (str(b), 0)]
+    assert not (tmp_path / "out").exists()
+    assert len(convert(src, tmp_path / "val_only", to="yolo", splits=["val"])) == 1  # a clean split converts
