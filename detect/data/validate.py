@@ -21,15 +21,17 @@ def validate_dataset(
 ) -> list[Problem]:
     """Read every split of the dataset at ``path`` and return all problems found.
 
-    Checks: annotation files parse; class names/ids are known; image ids are unique; images
-    exist, are not empty, decode fully and have the annotated size; boxes have positive size
-    and lie inside the image.
+    Checks: annotation files parse; every split has images; class names/ids are known; image
+    ids are unique; images exist, are not empty, decode fully and have the annotated size; boxes
+    have positive size and lie inside the image.
     """
     fmt = fmt or detect_format(Path(path))
     problems: list[Problem] = []
     for name in splits or available_splits(path, fmt):
         split, read_problems = read_split(path, name, fmt)
         problems += read_problems
+        if not split.images and not read_problems:
+            problems.append(Problem(str(path), f"split '{name}' has no images; expected at least one"))
         problems += duplicate_id_problems(split)
         records = tqdm(split.images, desc=f"validate {name}", unit="img", disable=not progress, leave=False)
         for record in records:

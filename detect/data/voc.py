@@ -17,12 +17,18 @@ from detect.data.problems import Problem
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 
 LABELS_FILE = "labels.txt"
+LAYOUT = ("a Pascal VOC folder: Annotations/<name>.xml, JPEGImages/<name>.jpg, optionally "
+          "ImageSets/Main/<split>.txt and labels.txt")
 
 
 def read_voc(
     root: Path, split: str | None = None, class_names: list[str] | None = None
 ) -> tuple[DatasetSplit, list[Problem]]:
-    """Read a VOC split (``split=None``: every XML under ``Annotations/``)."""
+    """Read a VOC split (``split=None``: every XML under ``Annotations/``).
+
+    ``root`` without ``Annotations/*.xml`` (another folder, a single ``.xml`` file) gives no
+    images and one problem that names the expected layout and what was found.
+    """
     root = Path(root)
     stems, problems = _split_stems(root, split)
     names = list(class_names) if class_names else read_labels_file(root)
@@ -53,7 +59,32 @@ def read_labels_file(root: Path) -> list[str] | None:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def layout_problem(root: Path) -> Problem | None:
+    """Why ``root`` is not a VOC folder holding annotations (``None`` when it has ``Annotations/*.xml``)."""
+    annotations = Path(root) / "Annotations"
+    if annotations.is_dir() and any(annotations.glob("*.xml")):
+        return None
+    return Problem(str(root), f"expected {LAYOUT}; found {_describe(Path(root))}")
+
+
+def _describe(root: Path, shown: int = 8) -> str:
+    if not root.exists():
+        return "nothing at this path"
+    if not root.is_dir():
+        return f"a file ({root.name}), not a folder: give the folder that holds Annotations/"
+    if (root / "Annotations").is_dir():
+        return "an Annotations/ folder without .xml files"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
+    if not names:
+        return "an empty folder"
+    more = f", ... ({len(names)} entries)" if len(names) > shown else ""
+    return f"a folder without Annotations/, holding {', '.join(names[:shown])}{more}"
+
+
 def _split_stems(root: Path, split: str | None) -> tuple[list[str], list[Problem]]:
+    problem = layout_problem(root)
+    if problem is not None:
+        return [], [problem]
     if split is None:
         return sorted(p.stem for p in (root / "Annotations").glob("*.xml")), []
     list_file = root / "ImageSets" / "Main" / f"{split}.txt"

@@ -158,3 +158,38 @@ def test_convert_checks_every_split_before_writing_any(tmp_path: Path) -> None:
                                                                   (str(b), 0)]
     assert not (tmp_path / "out").exists()
     assert len(convert(src, tmp_path / "val_only", to="yolo", splits=["val"])) == 1  # a clean split converts
+
+
+def voc_layout_message(found: str) -> str:
+    return ("expected a Pascal VOC folder: Annotations/<name>.xml, JPEGImages/<name>.jpg, optionally "
+            f"ImageSets/Main/<split>.txt and labels.txt; found {found}")
+
+
+def test_validate_voc_without_annotations_is_a_problem_not_a_clean_pass(clean_coco: Path, tmp_path: Path,
+                                                                       capsys) -> None:
+    convert(clean_coco, tmp_path / "voc", to="voc")
+    flat = tmp_path / "flat"  # the XMLs and images side by side, no VOC folders
+    flat.mkdir()
+    xml = sorted((tmp_path / "voc" / "Annotations").glob("*.xml"))[0]
+    (flat / xml.name).write_bytes(xml.read_bytes())
+    (flat / "notes").mkdir()
+    cases = {
+        flat: f"a folder without Annotations/, holding notes/, {xml.name}",
+        flat / xml.name: f"a file ({xml.name}), not a folder: give the folder that holds Annotations/",
+    }
+    (tmp_path / "empty" / "Annotations").mkdir(parents=True)
+    cases[tmp_path / "empty"] = "an Annotations/ folder without .xml files"
+    for path, found in cases.items():
+        assert validate_dataset(path, fmt="voc", progress=False) == [Problem(str(path), voc_layout_message(found))]
+        assert main(["validate", str(path), "--format", "voc"]) == 1
+        out, err = capsys.readouterr()
+        assert out == f"{path}: {voc_layout_message(found)}\n" and "no problems found" not in out
+        assert err.splitlines()[-1] == f"1 problem(s) found in {path}"  # after tqdm's bar
+
+
+def test_a_split_without_images_is_a_problem(tmp_path: Path) -> None:
+    json_path = tmp_path / "annotations" / "instances_train.json"
+    json_path.parent.mkdir(parents=True)
+    json_path.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    assert validate_dataset(tmp_path, progress=False) == [
+        Problem(str(tmp_path), "split 'train' has no images; expected at least one")]
