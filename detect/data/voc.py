@@ -52,6 +52,23 @@ def read_voc(
     return split_out, problems
 
 
+def class_name_occurrences(root: Path, split: str | None = None) -> dict[str, list[tuple[str, int]]]:
+    """Every class name in the split's XML files (stripped, as :func:`read_voc` takes it), sorted,
+    -> the ``(xml file, object index)`` of each object that carries it, in file order.
+    Unreadable files and empty names are left out (:func:`read_voc` reports them)."""
+    root = Path(root)
+    stems, _ = _split_stems(root, split)
+    found: dict[str, list[tuple[str, int]]] = {}
+    for stem in stems:
+        xml_path = root / "Annotations" / f"{stem}.xml"
+        tree, _ = _parse_xml(xml_path)
+        for index, node in enumerate(tree.getroot().iter("object") if tree is not None else ()):
+            name = node.findtext("name", "").strip()
+            if name:
+                found.setdefault(name, []).append((str(xml_path), index))
+    return dict(sorted(found.items()))
+
+
 def read_labels_file(root: Path) -> list[str] | None:
     path = Path(root) / LABELS_FILE
     if not path.is_file():

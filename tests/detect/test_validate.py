@@ -193,3 +193,87 @@ def test_a_split_without_images_is_a_problem(tmp_path: Path) -> None:
     json_path.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
     assert validate_dataset(tmp_path, progress=False) == [
         Problem(str(tmp_path), "split 'train' has no images; expected at least one")]
+
+
+VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+
+
+@pytest.fixture()
+def voc_without_labels(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """Six images, objects 'person', 'car' and 'traffic light' in a fixed pattern; labels.txt removed."""
+    from detect.data.voc import write_voc
+    from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
+
+    (tmp_path / "img").mkdir()
+    records = []
+    for i in range(6):
+        Image.new("RGB", (32, 24)).save(tmp_path / "img" / f"{i}.png")
+        labels = [1, 0] if i % 2 else [1, 2, 1]
+        objects = tuple(ObjectAnnotation((1.0 + k, 1.0, 10.0 + k, 9.0), label) for k, label in enumerate(labels))
+        records.append(ImageRecord(i + 1, f"{i}.png", 32, 24, objects))
+    write_voc(DatasetSplit(["car", "person", "traffic light"], records, tmp_path / "img", "train"), tmp_path / "voc")
+    (tmp_path / "voc" / "labels.txt").unlink()
+    return tmp_path / "voc", [tmp_path / "voc" / "Annotations" / f"{i}.xml" for i in range(6)]
+
+
+def rename_object(xml: Path, index: int, name: str) -> None:
+    parts = re.split(r"(<name>[^<]*</name>)", xml.read_text())
+    parts[2 * index + 1] = f"<name>{name}</name>"
+    xml.write_text("".join(parts))
+
+
+def test_voc_without_labels_lists_classes_and_flags_near_duplicates(voc_without_labels, capsys) -> None:
+    root, xml = voc_without_labels
+    rename_object(xml[2], 2, "persn")             # a typo
+    rename_object(xml[3], 1, "Car")               # case
+    rename_object(xml[4], 1, "traffic  light")    # spacing
+    rename_object(xml[5], 0, "PERSN")             # the typo again, upper case: a near-duplicate of the typo
+    lines: list[str] = []
+    problems = validate_dataset(root, progress=False, report=lines.append)
+    assert lines == [f"{root}: no labels.txt, so the classes are the names found in split 'train' (objects each): "
+                     "'Car': 1, 'PERSN': 1, 'car': 2, 'persn': 1, 'person': 7, 'traffic  light': 1, "
+                     "'traffic light': 2"]
+    tail = ("without labels.txt every name found is a class: fix the name, or list the classes in labels.txt "
+            "if both are meant")
+    case, close = "differs only in case or spacing from", "is a close spelling of"
+    assert problems == [
+        Problem(str(xml[3]), f"class name 'Car' (1 object(s)) {case} 'car' (2 object(s)); {tail}", index=1),
+        Problem(str(xml[5]), f"class name 'PERSN' (1 object(s)) {close} 'person' (7 object(s)); {tail}", index=0),
+        Problem(str(xml[2]), f"class name 'persn' (1 object(s)) {close} 'person' (7 object(s)); {tail}", index=2),
+        Problem(str(xml[4]), f"class name 'traffic  light' (1 object(s)) {case} 'traffic light' (2 object(s)); {tail}",
+                index=1),
+    ]
+    assert main(["validate", str(root)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == lines[0] and out[1:] == [str(p) for p in problems]
+
+
+def test_voc_without_labels_but_clean_names_passes_and_still_lists_classes(voc_without_labels, capsys) -> None:
+    root, _ = voc_without_labels
+    assert main(["validate", str(root)]) == 0
+    assert capsys.readouterr().out == (
+        f"{root}: no labels.txt, so the classes are the names found in split 'train' (objects each): "
+        f"'car': 3, 'person': 9, 'traffic light': 3\n{root}: no problems found\n")
+
+
+def test_pascal_voc_class_names_are_not_near_duplicates() -> None:
+    from detect.data.validate import near_duplicate_class_problems
+
+    assert near_duplicate_class_problems({name: [("a.xml", 0)] for name in VOC_CLASSES}) == []
+    flagged = near_duplicate_class_problems({**{name: [("a.xml", 0)] * 5 for name in VOC_CLASSES},
+                                             "motorbke": [("b.xml", 3)], "Sofa": [("c.xml", 1)]})
+    assert [(p.file, p.index, p.message.split(";")[0]) for p in flagged] == [
+        ("b.xml", 3, "class name 'motorbke' (1 object(s)) is a close spelling of 'motorbike' (5 object(s))"),
+        ("c.xml", 1, "class name 'Sofa' (1 object(s)) differs only in case or spacing from 'sofa' (5 object(s))")]
+
+
+def test_voc_with_labels_file_lists_nothing_extra(voc_without_labels, capsys) -> None:
+    root, xml = voc_without_labels
+    (root / "labels.txt").write_text("car\nperson\ntraffic light\n")
+    rename_object(xml[2], 2, "persn")
+    lines: list[str] = []
+    problems = validate_dataset(root, progress=False, report=lines.append)
+    assert lines == []
+    assert [(p.file, p.index, p.message) for p in problems] == [
+        (str(xml[2]), 2, "unknown class name 'persn'; known classes are ['car', 'person', 'traffic light']")]
