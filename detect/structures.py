@@ -27,6 +27,9 @@ class ObjectAnnotation:
         difficult: VOC ``difficult`` flag; ignored by the VOC metric.
         truncated: VOC ``truncated`` flag; informational.
         iscrowd: COCO ``iscrowd`` flag; matched but never counted as a miss.
+        annotated_area: the area the annotation file gives (COCO ``area``, pixels²: the
+            segmentation's area in real COCO, which sets the small/medium/large range of the
+            object), or ``None`` when the file gives none.
     """
 
     box: Box
@@ -34,6 +37,7 @@ class ObjectAnnotation:
     difficult: bool = False
     truncated: bool = False
     iscrowd: bool = False
+    annotated_area: float | None = None
 
     @property
     def width(self) -> float:
@@ -44,8 +48,13 @@ class ObjectAnnotation:
         return self.box[3] - self.box[1]
 
     @property
-    def area(self) -> float:
+    def box_area(self) -> float:
         return self.width * self.height
+
+    @property
+    def area(self) -> float:
+        """``annotated_area`` where the file gives one, else the box's area (pixels²)."""
+        return self.box_area if self.annotated_area is None else self.annotated_area
 
 
 @dataclass(frozen=True)

@@ -146,15 +146,23 @@ class ImageFolderDataset(LabelledImages):
 
 
 def read_image(path: Path, channels: int, size: int | None) -> Tensor:
-    """Decode ``path`` to uint8 ``[channels, H, W]`` (``[channels, size, size]`` if ``size``)."""
+    """Decode ``path`` to uint8 ``[channels, H, W]`` (``[channels, size, size]`` if ``size``).
+
+    An image over ``classify.base.images.MAX_IMAGE_PIXELS`` is refused from its header
+    (``ImageTooLargeError``), before decoding.
+    """
     from PIL import Image
 
+    from classify.base.images import ImageDecodeError, open_image
+
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             array = np.array(img, dtype=np.uint8)  # a writable copy
+    except ImageDecodeError:
+        raise
     except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for unreadable files
         raise ValueError(f"{path}: cannot decode the image ({type(exc).__name__}: {exc})") from None
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
@@ -275,13 +283,18 @@ def scan_image_folder(root: str | Path, class_names: Sequence[str] | None = None
 
 
 def _probe(path: Path) -> tuple[str, tuple[int, int]]:
-    """Mode and size of an image, after checking the file's integrity (PIL ``verify``)."""
-    from PIL import Image
+    """Mode and size of an image, after checking the file's integrity (PIL ``verify``) and its
+    pixel count (``classify.base.images.MAX_IMAGE_PIXELS``, from the header)."""
+    from classify.base.images import ImageDecodeError, ImageTooLargeError, open_image
 
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             mode, size = img.mode, img.size
             img.verify()
+    except ImageTooLargeError:
+        raise
+    except ImageDecodeError as exc:
+        raise ValueError(f"{path}: not a readable image ({exc.reason})") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
     return mode, size

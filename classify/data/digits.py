@@ -143,11 +143,14 @@ def load_opencv_digits(path: Path | str | None = None) -> DigitBank:
     """
     import cv2
 
+    from classify.base.images import check_image_file
+
     path = find_opencv_digits() if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"digit source 'opencv': {path} does not exist; digits.png is provided by the "
             f"Debian package 'opencv-doc' (`apt-get install opencv-doc`)")
+    check_image_file(path)  # the pixel limit, from the header, before OpenCV decodes
     grid = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     rows, cols = _OPENCV_GRID
     expected = (rows * _OPENCV_CELL, cols * _OPENCV_CELL)

@@ -159,9 +159,12 @@ def load_grayscale(path: str | Path) -> Tensor:
     """Read an image file as a grayscale float32 ``Tensor[1, H, W]`` in [0, 1]."""
     import cv2
 
+    from classify.base.images import check_image_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
+    check_image_file(path)  # the pixel limit, from the header, before OpenCV decodes
     pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if pixels is None:
         raise ValueError(f"{path}: not an image file OpenCV can decode")

@@ -207,9 +207,12 @@ def prepare_image(path: str | Path, size: int, mean: Sequence[float], std: Seque
         raise ValueError(f"prepare_image: only 1- or 3-channel models take photos, got {in_chans}")
     if len(mean) != in_chans or len(std) != in_chans:
         raise ValueError(f"prepare_image: mean/std need {in_chans} values, got {mean} / {std}")
+    from classify.base.images import check_image_file
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
+    check_image_file(path)  # the pixel limit, from the header, before OpenCV decodes
     pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if in_chans == 1 else cv2.IMREAD_COLOR)
     if pixels is None:
         raise ValueError(f"{path}: not an image file OpenCV can decode")

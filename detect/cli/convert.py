@@ -9,7 +9,7 @@ from detect.cli.options import FORMATS, add_splits
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from detect.data.formats import convert
+    from detect.data.convert import convert
 
     written = convert(args.src, args.dst, to=args.to, fmt=args.source_format, splits=args.split)
     for path in written:

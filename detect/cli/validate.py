@@ -13,7 +13,8 @@ from detect.cli.options import add_format, add_splits
 def cmd_validate(args: argparse.Namespace) -> int:
     from detect.data.validate import validate_dataset
 
-    problems = validate_dataset(args.dataset, fmt=args.format, splits=args.split, check_images=not args.no_images)
+    problems = validate_dataset(args.dataset, fmt=args.format, splits=args.split, check_images=not args.no_images,
+                                report=print)
     for problem in problems:
         print(problem)
     if problems:

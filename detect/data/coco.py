@@ -4,6 +4,10 @@ COCO boxes are ``[x, y, w, h]`` in continuous pixels; they become xyxy on load a
 xywh on write. Category ids may be any integers (COCO itself uses 1..90 with gaps): classes are
 ordered by id and ``DatasetSplit.category_ids`` remembers the ids for writing and for scoring
 results files.
+
+An annotation's ``area`` (in real COCO the segmentation's, which decides whether the object
+counts as small, medium or large) is kept as ``ObjectAnnotation.annotated_area`` and written
+back; where it is missing, the box area is written.
 """
 
 from __future__ import annotations
@@ -134,6 +138,9 @@ def _parse_annotation(ann: dict[str, Any], label_of: dict[int, int]) -> tuple[Ob
         return None, f"expected 'bbox' as [x, y, w, h] numbers, got {bbox!r}"
     if not all(math.isfinite(v) for v in bbox):
         return None, f"bbox has a non-finite value: {bbox}"
+    area = ann.get("area")
+    if area is not None and not _is_area(area):
+        return None, f"expected 'area' as a non-negative number (pixels²), got {area!r}"
     x, y, w, h = (float(v) for v in bbox)
     return ObjectAnnotation(
         box=(x, y, x + w, y + h),
@@ -141,11 +148,17 @@ def _parse_annotation(ann: dict[str, Any], label_of: dict[int, int]) -> tuple[Ob
         iscrowd=bool(ann.get("iscrowd", 0)),
         difficult=bool(ann.get("difficult", 0)),
         truncated=bool(ann.get("truncated", 0)),
+        annotated_area=None if area is None else float(area),
     ), ""
 
 
+def _is_area(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
 def coco_dict(split: DatasetSplit) -> dict[str, Any]:
-    """The split as a COCO detection dict (boxes xywh; ``difficult``/``truncated`` kept as extras)."""
+    """The split as a COCO detection dict (boxes xywh; ``area`` the annotated one, else the box's;
+    ``difficult``/``truncated`` kept as extras)."""
     images, annotations = [], []
     for record in split.images:
         images.append({"id": record.image_id, "file_name": record.file_name,

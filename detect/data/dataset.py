@@ -20,7 +20,9 @@ def target_from_record(record: ImageRecord) -> Target:
     """The detection target of one image.
 
     Returns a dict with ``boxes`` FloatTensor[N,4] (xyxy, absolute pixels), ``labels``
-    int64[N] (0-based), ``difficult``/``iscrowd`` bool[N], ``image_id`` int and
+    int64[N] (0-based), ``difficult``/``iscrowd`` bool[N], ``area`` float64[N] (pixels² of the
+    original image: the file's area, e.g. COCO's segmentation area, else the box's; it sets the
+    COCO small/medium/large ranges and is not rescaled by transforms), ``image_id`` int and
     ``orig_size`` ``(H, W)``.
     """
     objs = record.objects
@@ -29,6 +31,7 @@ def target_from_record(record: ImageRecord) -> Target:
         "labels": torch.tensor([o.label for o in objs], dtype=torch.int64),
         "difficult": torch.tensor([o.difficult for o in objs], dtype=torch.bool),
         "iscrowd": torch.tensor([o.iscrowd for o in objs], dtype=torch.bool),
+        "area": torch.tensor([o.area for o in objs], dtype=torch.float64),
         "image_id": record.image_id,
         "orig_size": (record.height, record.width),
     }

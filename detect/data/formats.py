@@ -1,4 +1,5 @@
-"""One entry point for every dataset format: detect it, read a split, write a split, convert.
+"""One entry point for every dataset format: detect it, read a split, write a split (converting:
+:mod:`detect.data.convert`).
 
 Formats and what ``path`` names:
 
@@ -100,14 +101,3 @@ def write_split(split: DatasetSplit, root: Path, fmt: str) -> Path:
     """Write ``split`` under ``root`` in ``fmt``; images are hard-linked (or copied) there."""
     writers = {"coco": write_coco, "voc": write_voc, "yolo": write_yolo}
     return writers[_check_format(fmt)](split, Path(root))
-
-
-def convert(src: Path, dst: Path, to: str, fmt: str | None = None, splits: list[str] | None = None) -> list[Path]:
-    """Convert every split (or ``splits``) of the dataset at ``src`` into format ``to`` at ``dst``."""
-    fmt = fmt or detect_format(Path(src))
-    written = []
-    for name in splits or available_splits(src, fmt):
-        data = load_split(src, name, fmt)
-        data.name = name
-        written.append(write_split(data, dst, to))
-    return written

@@ -1,4 +1,8 @@
-"""Reading images into tensors, with errors that name the file."""
+"""Reading images into tensors, with errors that name the file.
+
+Every decode goes through :func:`classify.base.images.open_image`, which refuses an image of
+more than ``classify.base.images.MAX_IMAGE_PIXELS`` pixels from its header, before decoding.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+
+from classify.base.images import ImageDecodeError, ImageTooLargeError, open_image
+
+__all__ = ["ImageDecodeError", "ImageTooLargeError", "read_image"]
 
 
 def read_image(path: Path) -> torch.Tensor:
@@ -14,16 +21,15 @@ def read_image(path: Path) -> torch.Tensor:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is empty, truncated, or not an image Pillow can decode.
+        ImageTooLargeError: the header claims more pixels than the limit: ``refusing to decode
+            image PATH: image is WxH = N pixels, over the limit of L pixels`` (nothing is decoded).
+        ImageDecodeError: (a ``ValueError``) the file is empty, truncated, or not an image Pillow
+            can decode; the message is ``cannot decode image PATH: <reason>``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"image file is empty (0 bytes): {path}")
-    try:
-        with Image.open(path) as im:
+    with open_image(path) as im:
+        try:
             pixels = np.asarray(im.convert("RGB"))
-    except Exception as e:  # noqa: BLE001 - Pillow raises many types for corrupt files
-        raise ValueError(f"cannot decode image {path}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - Pillow raises many types for corrupt files
+            raise ImageDecodeError(path, str(e) or type(e).__name__) from None
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)

@@ -30,11 +30,16 @@ class Problem:
 
 
 class DatasetError(ProblemsFound):
-    """A dataset could not be read cleanly; ``problems`` lists every defect found (one a line)."""
+    """A dataset could not be read cleanly; ``problems`` lists every defect found (one a line).
 
-    def __init__(self, problems: list[Problem], max_shown: int = 20) -> None:
+    The message lists the first ``max_shown`` problems (``None``: all of them), then ``note``.
+    """
+
+    def __init__(self, problems: list[Problem], max_shown: int | None = 20, note: str = "") -> None:
         self.problems = list(problems)
+        max_shown = len(self.problems) if max_shown is None else max_shown
         shown = "\n  ".join(str(p) for p in self.problems[:max_shown])
         more = len(self.problems) - max_shown
         tail = f"\n  ... and {more} more (run 'detect validate' for the full list)" if more > 0 else ""
+        tail += f"\n{note}" if note else ""
         super().__init__(f"{len(self.problems)} problem(s) in the dataset:\n  {shown}{tail}")

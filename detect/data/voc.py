@@ -17,12 +17,18 @@ from detect.data.problems import Problem
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 
 LABELS_FILE = "labels.txt"
+LAYOUT = ("a Pascal VOC folder: Annotations/<name>.xml, JPEGImages/<name>.jpg, optionally "
+          "ImageSets/Main/<split>.txt and labels.txt")
 
 
 def read_voc(
     root: Path, split: str | None = None, class_names: list[str] | None = None
 ) -> tuple[DatasetSplit, list[Problem]]:
-    """Read a VOC split (``split=None``: every XML under ``Annotations/``)."""
+    """Read a VOC split (``split=None``: every XML under ``Annotations/``).
+
+    ``root`` without ``Annotations/*.xml`` (another folder, a single ``.xml`` file) gives no
+    images and one problem that names the expected layout and what was found.
+    """
     root = Path(root)
     stems, problems = _split_stems(root, split)
     names = list(class_names) if class_names else read_labels_file(root)
@@ -46,6 +52,23 @@ def read_voc(
     return split_out, problems
 
 
+def class_name_occurrences(root: Path, split: str | None = None) -> dict[str, list[tuple[str, int]]]:
+    """Every class name in the split's XML files (stripped, as :func:`read_voc` takes it), sorted,
+    -> the ``(xml file, object index)`` of each object that carries it, in file order.
+    Unreadable files and empty names are left out (:func:`read_voc` reports them)."""
+    root = Path(root)
+    stems, _ = _split_stems(root, split)
+    found: dict[str, list[tuple[str, int]]] = {}
+    for stem in stems:
+        xml_path = root / "Annotations" / f"{stem}.xml"
+        tree, _ = _parse_xml(xml_path)
+        for index, node in enumerate(tree.getroot().iter("object") if tree is not None else ()):
+            name = node.findtext("name", "").strip()
+            if name:
+                found.setdefault(name, []).append((str(xml_path), index))
+    return dict(sorted(found.items()))
+
+
 def read_labels_file(root: Path) -> list[str] | None:
     path = Path(root) / LABELS_FILE
     if not path.is_file():
@@ -53,7 +76,32 @@ def read_labels_file(root: Path) -> list[str] | None:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def layout_problem(root: Path) -> Problem | None:
+    """Why ``root`` is not a VOC folder holding annotations (``None`` when it has ``Annotations/*.xml``)."""
+    annotations = Path(root) / "Annotations"
+    if annotations.is_dir() and any(annotations.glob("*.xml")):
+        return None
+    return Problem(str(root), f"expected {LAYOUT}; found {_describe(Path(root))}")
+
+
+def _describe(root: Path, shown: int = 8) -> str:
+    if not root.exists():
+        return "nothing at this path"
+    if not root.is_dir():
+        return f"a file ({root.name}), not a folder: give the folder that holds Annotations/"
+    if (root / "Annotations").is_dir():
+        return "an Annotations/ folder without .xml files"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
+    if not names:
+        return "an empty folder"
+    more = f", ... ({len(names)} entries)" if len(names) > shown else ""
+    return f"a folder without Annotations/, holding {', '.join(names[:shown])}{more}"
+
+
 def _split_stems(root: Path, split: str | None) -> tuple[list[str], list[Problem]]:
+    problem = layout_problem(root)
+    if problem is not None:
+        return [], [problem]
     if split is None:
         return sorted(p.stem for p in (root / "Annotations").glob("*.xml")), []
     list_file = root / "ImageSets" / "Main" / f"{split}.txt"

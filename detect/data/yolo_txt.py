@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image, UnidentifiedImageError
 
+from classify.base.images import ImageDecodeError, ImageTooLargeError, check_image_file
 from detect.data.files import format_number, place_image, write_text_atomic
 from detect.data.problems import Problem
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
@@ -92,13 +92,15 @@ def read_yolo(yaml_path: Path, split: str = "train") -> tuple[DatasetSplit, list
 
 
 def _image_size(path: Path) -> tuple[tuple[int, int], Problem | None]:
+    """``(width, height)`` from the image's header (an image over the pixel limit is a problem)."""
     try:
-        with Image.open(path) as im:
-            return im.size, None
+        return check_image_file(path), None
     except FileNotFoundError:
         return (0, 0), Problem(str(path), "image not found")
-    except (UnidentifiedImageError, OSError) as e:
-        return (0, 0), Problem(str(path), f"cannot read the image header: {e}")
+    except ImageTooLargeError as e:
+        return (0, 0), Problem(str(path), e.reason)
+    except ImageDecodeError as e:
+        return (0, 0), Problem(str(path), f"cannot read the image header: {e.reason}")
 
 
 def read_label_file(

@@ -6,7 +6,9 @@ temporary file is written, so it runs inside a training loop. The numbers are py
 ``COCOeval.stats`` and ``COCOeval.eval["precision"]``; this module only reads them.
 
 Per-image flags: ``iscrowd`` is passed through (crowd regions are matched but never missed);
-``difficult`` has no COCO meaning and is ignored here (the VOC evaluator uses it).
+``difficult`` has no COCO meaning and is ignored here (the VOC evaluator uses it). The targets'
+``area`` (the annotation file's, e.g. COCO's segmentation area; the box area where missing) is
+the ground truth's ``area``, which sets the small/medium/large ranges as in pycocotools.
 """
 
 from __future__ import annotations

@@ -21,10 +21,17 @@ OUTPUT_FILES = ("metrics.json", "metrics.md", "pr_curves.png", "confusion_matrix
 
 def write_outputs(report: EvaluationReport, data: DatasetSplit, outputs: Sequence[Mapping], out_dir: Path,
                   source: dict, comparison: Comparison | None = None, num_examples: int = 8) -> list[Path]:
-    """Write metrics.json, metrics.md and the three PNGs into ``out_dir``; returns the paths written."""
+    """Write metrics.json, metrics.md and the three PNGs into ``out_dir``; returns the paths written.
+
+    ``examples.png`` comes first: it is the only output that decodes images, so an image refused
+    there (over the pixel limit) leaves no partial set of outputs.
+    """
     from detect.evaluation.plots import plot_confusion_matrix, plot_examples, plot_pr_curves
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    examples = out_dir / "examples.png"
+    if num_examples > 0:
+        plot_examples(data, outputs, examples, num_examples, report.threshold.score_threshold)
     payload = {"source": source, **report.to_dict()}
     if comparison is not None:
         payload["ultralytics"] = comparison.to_dict()
@@ -37,7 +44,4 @@ def write_outputs(report: EvaluationReport, data: DatasetSplit, outputs: Sequenc
     write_text_atomic(metrics_md, markdown)
     written = [metrics_json, metrics_md, plot_pr_curves(report, out_dir / "pr_curves.png"),
                plot_confusion_matrix(report.confusion_matrix, report.class_names, out_dir / "confusion_matrix.png")]
-    if num_examples > 0:
-        written.append(plot_examples(data, outputs, out_dir / "examples.png", num_examples,
-                                     report.threshold.score_threshold))
-    return written
+    return written + ([examples] if num_examples > 0 else [])

@@ -223,6 +223,10 @@ def plot_examples(
     coloured by class, labelled ``name score``. ``outputs`` are aligned with ``split.images``
     (xyxy absolute pixels, 0-based labels). An image file that cannot be read is drawn as a
     grey canvas of its annotated size, with a note.
+
+    Raises:
+        ImageTooLargeError: an image to draw has more pixels than the decode limit
+            (``classify.base.images.MAX_IMAGE_PIXELS``); it is refused from its header.
     """
     if len(outputs) != len(split.images):
         raise ValueError(f"outputs: expected one per image of the split ({len(split.images)}), got {len(outputs)}")
@@ -249,7 +253,8 @@ def plot_examples(
 def _draw_example(ax: object, split: DatasetSplit, record: ImageRecord, output: Mapping, score_threshold: float,
                   colors: list[tuple[float, float, float]]) -> None:
     pixels, note = _load_pixels(split, record)
-    ax.imshow(pixels, interpolation="nearest")
+    extent = (0, record.width, record.height, 0) if note else None  # a placeholder spans the annotated size
+    ax.imshow(pixels, interpolation="nearest", extent=extent)
     for obj in record.objects:
         x1, y1, x2, y2 = obj.box
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=GT_COLOR, linewidth=2.0,
@@ -271,12 +276,16 @@ def _draw_example(ax: object, split: DatasetSplit, record: ImageRecord, output: 
 
 
 def _load_pixels(split: DatasetSplit, record: ImageRecord) -> tuple[np.ndarray, str]:
-    from detect.data.image_io import read_image
+    """``uint8[H, W, 3]`` pixels of the image; an unreadable file gives one grey pixel (stretched
+    over the annotated size when drawn) and a note. An image over the pixel limit is refused."""
+    from detect.data.image_io import ImageTooLargeError, read_image
 
     try:
         return read_image(split.image_path(record)).permute(1, 2, 0).numpy(), ""
+    except ImageTooLargeError:
+        raise
     except (FileNotFoundError, ValueError):
-        return np.full((record.height, record.width, 3), 200, dtype=np.uint8), "(image file not readable)"
+        return np.full((1, 1, 3), 200, dtype=np.uint8), "(image file not readable)"
 
 
 def _detections(output: Mapping, score_threshold: float) -> tuple[list[list[float]], list[float], list[int]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,11 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detect.data.coco import coco_dict
+from detect.data.dataset import target_from_record
+from detect.data.formats import load_split, read_split
 from detect.evaluation import COCOEvaluator
+from detect.evaluation.results_io import read_results
 
 CLASSES = [f"c{k}" for k in range(8)]
 STAT_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
@@ -398,3 +404,89 @@ def test_bad_constructor_arguments(kwargs, match) -> None:
     kwargs = {"class_names": ["a", "b"], **kwargs}
     with pytest.raises(ValueError, match=match):
         COCOEvaluator(**kwargs)
+
+
+# ------------------------------------------------ the file's area, from the JSON to the evaluator
+
+
+def write_files_with_areas(root: Path, seed: int = 3) -> tuple[Path, Path]:
+    """A COCO ground-truth JSON whose ``area`` is not ``w * h`` (as a segmentation's area is not) and a
+    results JSON. Coordinates are multiples of 1/8 px, so float32 boxes hold them exactly."""
+    rng = np.random.default_rng(seed)
+    images, anns, dets = [], [], []
+    for image_id in range(1, 61):
+        width, height = 640, 480
+        images.append({"id": image_id, "file_name": f"{image_id}.jpg", "width": width, "height": height})
+        for _ in range(int(rng.integers(0, 7))):
+            x1, y1, x2, y2 = (np.round(np.array(random_box(rng, width, height)) * 8) / 8).tolist()
+            bbox = [x1, y1, x2 - x1, y2 - y1]
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(rng.integers(1, 4)),
+                         "bbox": bbox, "area": float(bbox[2] * bbox[3] * rng.uniform(0.05, 1.0)),
+                         "iscrowd": int(rng.random() < 0.05)})
+            for _ in range(int(rng.integers(0, 3))):
+                jx1, jy1, jx2, jy2 = (np.round(np.array(jitter(rng, [x1, y1, x2, y2])) * 8) / 8).tolist()
+                cat = anns[-1]["category_id"] if rng.random() < 0.85 else int(rng.integers(1, 4))
+                dets.append({"image_id": image_id, "category_id": cat, "bbox": [jx1, jy1, jx2 - jx1, jy2 - jy1],
+                             "score": float(rng.random())})
+    categories = [{"id": k, "name": f"c{k}"} for k in (1, 2, 3)]
+    gt = root / "annotations" / "instances_val.json"
+    gt.parent.mkdir(parents=True)
+    gt.write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
+    results = root / "results.json"
+    results.write_text(json.dumps(dets))
+    return gt, results
+
+
+def pycocotools_on_files(gt: Path, results: Path, box_area: bool = False) -> np.ndarray:
+    """The 12 stats of plain pycocotools on the two files (``box_area``: the area replaced by ``w * h``)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt))
+        if box_area:
+            for ann in coco.dataset["annotations"]:
+                ann["area"] = ann["bbox"][2] * ann["bbox"][3]
+            coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(str(results)), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return np.asarray(ev.stats)
+
+
+def test_the_files_area_reaches_the_evaluator_unchanged(tmp_path: Path) -> None:
+    gt, results = write_files_with_areas(tmp_path)
+    data = load_split(tmp_path, "val")
+    json_areas = [a["area"] for a in json.loads(gt.read_text())["annotations"]]
+    assert [o.area for r in data.images for o in r.objects] == json_areas
+    targets = [target_from_record(r) for r in data.images]
+    assert torch.cat([t["area"] for t in targets]).tolist() == json_areas
+    evaluator = COCOEvaluator(data.class_names)
+    evaluator.process(targets, read_results(data, results))
+    ours = evaluator.evaluate()
+    reference = pycocotools_on_files(gt, results)
+    assert [ours[k] for k in STAT_KEYS] == reference.tolist()  # all 12, exactly
+    by_box_area = pycocotools_on_files(gt, results, box_area=True)
+    assert np.array_equal(reference[[0, 1, 2, 6, 7, 8]], by_box_area[[0, 1, 2, 6, 7, 8]])
+    assert np.abs(reference[[3, 4, 5, 9, 10, 11]] - by_box_area[[3, 4, 5, 9, 10, 11]]).max() > 0.01  # the test bites
+
+
+def test_a_missing_area_falls_back_to_the_box_area_and_round_trips(tmp_path: Path) -> None:
+    gt, _ = write_files_with_areas(tmp_path)
+    data = json.loads(gt.read_text())
+    del data["annotations"][0]["area"]
+    gt.write_text(json.dumps(data))
+    split = load_split(tmp_path, "val")
+    first = next(o for r in split.images for o in r.objects)
+    x, y, w, h = data["annotations"][0]["bbox"]
+    assert first.annotated_area is None and first.area == w * h == first.box_area
+    again = coco_dict(split)["annotations"]  # what write_coco writes
+    assert [a["area"] for a in again] == [w * h] + [a["area"] for a in data["annotations"][1:]]
+
+
+def test_a_bad_area_is_a_problem(tmp_path: Path) -> None:
+    gt, _ = write_files_with_areas(tmp_path)
+    data = json.loads(gt.read_text())
+    data["annotations"][0]["area"] = "big"
+    gt.write_text(json.dumps(data))
+    _, problems = read_split(tmp_path, "val")
+    assert [p.message.split(": ", 1)[1] for p in problems] == [
+        "expected 'area' as a non-negative number (pixels²), got 'big'"]

@@ -12,8 +12,9 @@ from helpers import CLASS_NAMES, boxes_and_labels, random_split
 from PIL import Image
 
 from detect.data.coco import read_coco, write_coco
+from detect.data.convert import convert
 from detect.data.dataset import DetectionDataset
-from detect.data.formats import available_splits, convert, detect_format, load_split, read_split, write_split
+from detect.data.formats import available_splits, detect_format, load_split, read_split, write_split
 from detect.data.problems import DatasetError
 from detect.data.voc import read_voc, voc_xml
 from detect.data.yolo_txt import label_line

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 from helpers import random_split
+from PIL import Image
 
+from detect.cli import main
 from detect.data.coco import write_coco
-from detect.data.formats import convert
+from detect.data.convert import convert
+from detect.data.problems import DatasetError, Problem
 from detect.data.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,3 +112,168 @@ def test_convert_refuses_a_broken_dataset_without_traceback(clean_coco: Path, tm
 def test_missing_dataset_is_a_one_line_error(tmp_path: Path) -> None:
     result = run_cli("validate", tmp_path / "nothing")
     assert result.returncode == 2 and result.stderr.strip() == f"error: dataset not found: {tmp_path / 'nothing'}"
+
+
+def coco_with_bad_boxes(root: Path) -> tuple[Path, Path, Path]:
+    """Two images: the first's object 1 has a negative width, the second's object 0 lies outside it."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images" / "train").mkdir(parents=True)
+    images = [{"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+              {"id": 2, "file_name": "b.png", "width": 50, "height": 40}]
+    for img in images:
+        Image.new("RGB", (img["width"], img["height"])).save(root / "images" / "train" / img["file_name"])
+    boxes = [(1, [2, 2, 10, 10]), (1, [20, 5, -6, 10]), (2, [45, 30, 20, 20]), (2, [1, 1, 5, 5])]
+    anns = [{"id": i + 1, "image_id": image_id, "category_id": 1, "bbox": bbox, "area": 1.0, "iscrowd": 0}
+            for i, (image_id, bbox) in enumerate(boxes)]
+    data = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}
+    (root / "annotations" / "instances_train.json").write_text(json.dumps(data))
+    return root, root / "images" / "train" / "a.png", root / "images" / "train" / "b.png"
+
+
+def test_convert_reports_every_bad_box_like_validate_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    src, a, b = coco_with_bad_boxes(tmp_path / "src")
+    expected = [Problem(str(a), "box (20, 5, 14, 15) has non-positive size (-6 x 10)", index=1),
+                Problem(str(b), "box (45, 30, 65, 50) lies outside the 50x40 image", index=0)]
+    assert validate_dataset(src, progress=False) == expected
+    for to in ("coco", "voc", "yolo"):
+        with pytest.raises(DatasetError) as info:
+            convert(src, tmp_path / to, to=to)
+        assert info.value.problems == expected
+        assert not (tmp_path / to).exists()
+    assert main(["convert", str(src), str(tmp_path / "out"), "--to", "yolo"]) == 1  # validate's exit code
+    assert capsys.readouterr().err == (
+        f"error: 2 problem(s) in the dataset:\n"
+        f"  {a}: object 1: box (20, 5, 14, 15) has non-positive size (-6 x 10)\n"
+        f"  {b}: object 0: box (45, 30, 65, 50) lies outside the 50x40 image\n"
+        f"nothing was written to {tmp_path / 'out'}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_checks_every_split_before_writing_any(tmp_path: Path) -> None:
+    src, _, b = coco_with_bad_boxes(tmp_path / "src")
+    write_coco(random_split(src, num_images=3, seed=2, name="val"), src)  # a clean split beside the broken one
+    with pytest.raises(DatasetError) as info:
+        convert(src, tmp_path / "out", to="yolo")
+    assert [(p.file, p.index) for p in info.value.problems] == [(str(src / "images" / "train" / "a.png"), 1),
+                                                                  (str(b), 0)]
+    assert not (tmp_path / "out").exists()
+    assert len(convert(src, tmp_path / "val_only", to="yolo", splits=["val"])) == 1  # a clean split converts
+
+
+def voc_layout_message(found: str) -> str:
+    return ("expected a Pascal VOC folder: Annotations/<name>.xml, JPEGImages/<name>.jpg, optionally "
+            f"ImageSets/Main/<split>.txt and labels.txt; found {found}")
+
+
+def test_validate_voc_without_annotations_is_a_problem_not_a_clean_pass(clean_coco: Path, tmp_path: Path,
+                                                                       capsys) -> None:
+    convert(clean_coco, tmp_path / "voc", to="voc")
+    flat = tmp_path / "flat"  # the XMLs and images side by side, no VOC folders
+    flat.mkdir()
+    xml = sorted((tmp_path / "voc" / "Annotations").glob("*.xml"))[0]
+    (flat / xml.name).write_bytes(xml.read_bytes())
+    (flat / "notes").mkdir()
+    cases = {
+        flat: f"a folder without Annotations/, holding notes/, {xml.name}",
+        flat / xml.name: f"a file ({xml.name}), not a folder: give the folder that holds Annotations/",
+    }
+    (tmp_path / "empty" / "Annotations").mkdir(parents=True)
+    cases[tmp_path / "empty"] = "an Annotations/ folder without .xml files"
+    for path, found in cases.items():
+        assert validate_dataset(path, fmt="voc", progress=False) == [Problem(str(path), voc_layout_message(found))]
+        assert main(["validate", str(path), "--format", "voc"]) == 1
+        out, err = capsys.readouterr()
+        assert out == f"{path}: {voc_layout_message(found)}\n" and "no problems found" not in out
+        assert err.splitlines()[-1] == f"1 problem(s) found in {path}"  # after tqdm's bar
+
+
+def test_a_split_without_images_is_a_problem(tmp_path: Path) -> None:
+    json_path = tmp_path / "annotations" / "instances_train.json"
+    json_path.parent.mkdir(parents=True)
+    json_path.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    assert validate_dataset(tmp_path, progress=False) == [
+        Problem(str(tmp_path), "split 'train' has no images; expected at least one")]
+
+
+VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+
+
+@pytest.fixture()
+def voc_without_labels(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """Six images, objects 'person', 'car' and 'traffic light' in a fixed pattern; labels.txt removed."""
+    from detect.data.voc import write_voc
+    from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
+
+    (tmp_path / "img").mkdir()
+    records = []
+    for i in range(6):
+        Image.new("RGB", (32, 24)).save(tmp_path / "img" / f"{i}.png")
+        labels = [1, 0] if i % 2 else [1, 2, 1]
+        objects = tuple(ObjectAnnotation((1.0 + k, 1.0, 10.0 + k, 9.0), label) for k, label in enumerate(labels))
+        records.append(ImageRecord(i + 1, f"{i}.png", 32, 24, objects))
+    write_voc(DatasetSplit(["car", "person", "traffic light"], records, tmp_path / "img", "train"), tmp_path / "voc")
+    (tmp_path / "voc" / "labels.txt").unlink()
+    return tmp_path / "voc", [tmp_path / "voc" / "Annotations" / f"{i}.xml" for i in range(6)]
+
+
+def rename_object(xml: Path, index: int, name: str) -> None:
+    parts = re.split(r"(<name>[^<]*</name>)", xml.read_text())
+    parts[2 * index + 1] = f"<name>{name}</name>"
+    xml.write_text("".join(parts))
+
+
+def test_voc_without_labels_lists_classes_and_flags_near_duplicates(voc_without_labels, capsys) -> None:
+    root, xml = voc_without_labels
+    rename_object(xml[2], 2, "persn")             # a typo
+    rename_object(xml[3], 1, "Car")               # case
+    rename_object(xml[4], 1, "traffic  light")    # spacing
+    rename_object(xml[5], 0, "PERSN")             # the typo again, upper case: a near-duplicate of the typo
+    lines: list[str] = []
+    problems = validate_dataset(root, progress=False, report=lines.append)
+    assert lines == [f"{root}: no labels.txt, so the classes are the names found in split 'train' (objects each): "
+                     "'Car': 1, 'PERSN': 1, 'car': 2, 'persn': 1, 'person': 7, 'traffic  light': 1, "
+                     "'traffic light': 2"]
+    tail = ("without labels.txt every name found is a class: fix the name, or list the classes in labels.txt "
+            "if both are meant")
+    case, close = "differs only in case or spacing from", "is a close spelling of"
+    assert problems == [
+        Problem(str(xml[3]), f"class name 'Car' (1 object(s)) {case} 'car' (2 object(s)); {tail}", index=1),
+        Problem(str(xml[5]), f"class name 'PERSN' (1 object(s)) {close} 'person' (7 object(s)); {tail}", index=0),
+        Problem(str(xml[2]), f"class name 'persn' (1 object(s)) {close} 'person' (7 object(s)); {tail}", index=2),
+        Problem(str(xml[4]), f"class name 'traffic  light' (1 object(s)) {case} 'traffic light' (2 object(s)); {tail}",
+                index=1),
+    ]
+    assert main(["validate", str(root)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == lines[0] and out[1:] == [str(p) for p in problems]
+
+
+def test_voc_without_labels_but_clean_names_passes_and_still_lists_classes(voc_without_labels, capsys) -> None:
+    root, _ = voc_without_labels
+    assert main(["validate", str(root)]) == 0
+    assert capsys.readouterr().out == (
+        f"{root}: no labels.txt, so the classes are the names found in split 'train' (objects each): "
+        f"'car': 3, 'person': 9, 'traffic light': 3\n{root}: no problems found\n")
+
+
+def test_pascal_voc_class_names_are_not_near_duplicates() -> None:
+    from detect.data.validate import near_duplicate_class_problems
+
+    assert near_duplicate_class_problems({name: [("a.xml", 0)] for name in VOC_CLASSES}) == []
+    flagged = near_duplicate_class_problems({**{name: [("a.xml", 0)] * 5 for name in VOC_CLASSES},
+                                             "motorbke": [("b.xml", 3)], "Sofa": [("c.xml", 1)]})
+    assert [(p.file, p.index, p.message.split(";")[0]) for p in flagged] == [
+        ("b.xml", 3, "class name 'motorbke' (1 object(s)) is a close spelling of 'motorbike' (5 object(s))"),
+        ("c.xml", 1, "class name 'Sofa' (1 object(s)) differs only in case or spacing from 'sofa' (5 object(s))")]
+
+
+def test_voc_with_labels_file_lists_nothing_extra(voc_without_labels, capsys) -> None:
+    root, xml = voc_without_labels
+    (root / "labels.txt").write_text("car\nperson\ntraffic light\n")
+    rename_object(xml[2], 2, "persn")
+    lines: list[str] = []
+    problems = validate_dataset(root, progress=False, report=lines.append)
+    assert lines == []
+    assert [(p.file, p.index, p.message) for p in problems] == [
+        (str(xml[2]), 2, "unknown class name 'persn'; known classes are ['car', 'person', 'traffic light']")]
