@@ -1,4 +1,4 @@
-"""PNG plots of a classifier run: training curves and the confusion matrix.
+"""The confusion matrix of a classifier as a PNG (training curves: :func:`classify.base.history.plot_curves`).
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot, so no global figure state and no
 display needed) and written atomically.
@@ -6,7 +6,7 @@ display needed) and written atomically.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,39 +15,11 @@ from torch import Tensor
 
 from classify.base.atomic import atomic_write
 
-__all__ = ["plot_confusion", "plot_curves"]
+__all__ = ["plot_confusion"]
 
 
 def _save(fig: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-
-
-def plot_curves(history: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
-    """Loss and top-1 accuracy per epoch, training and validation, as a 2-panel PNG.
-
-    Args:
-        history: one mapping per epoch with ``epoch``, ``train_loss``, ``train_top1``,
-            ``val_loss``, ``val_top1`` (accuracies as fractions).
-    """
-    from matplotlib.figure import Figure
-
-    if not history:
-        raise ValueError("plot_curves: the history is empty; expected one entry per epoch")
-    epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-        loss_ax.plot(epochs, [h[key] for h in history], marker="o", label=label)
-    for key, label in (("train_top1", "train"), ("val_top1", "validation")):
-        acc_ax.plot(epochs, [100 * h[key] for h in history], marker="o", label=label)
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    acc_ax.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="accuracy")
-    for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
 
 
 def plot_confusion(confusion: Tensor | np.ndarray, class_names: Sequence[str], path: str | Path,

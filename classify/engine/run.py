@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -24,27 +23,20 @@ from torch.utils.data import DataLoader
 from classify.base.checkpoint import Checkpoint, save_checkpoint
 from classify.base.config import config_to_dict, load_config
 from classify.base.device import amp_dtype, autocast, resolve_device, slow_bf16_note, synchronize
+from classify.base.optim import build_optimizer, param_groups
+from classify.base.schedule import LRSchedule, build_scheduler
 from classify.data.augment import Augment, BatchTransform
 from classify.data.datasets import DataSplits, default_hflip, load_data, make_loader
 from classify.engine.config import TrainConfig
 from classify.engine.metrics import EvalResult
-from classify.engine.optim import (
-    LRFactor,
-    build_optimizer,
-    build_scheduler,
-    freeze_backbone,
-    head_modules,
-    param_groups,
-    set_bn_momentum,
-    set_drop_rate,
-)
+from classify.engine.tuning import freeze_backbone, head_modules, head_parameters, set_bn_momentum, set_drop_rate
 from classify.models.features import Backbone
 from classify.models.registry import get_model, get_model_entry, resolve_weights
 from classify.models.weights import load_weights
 
 __all__ = [
     "DeviceSetup", "RESUMABLE_CHANGES", "Run", "build_model", "build_run", "build_transforms",
-    "check_resume", "config_from_checkpoint", "derived_seed", "new_run_dir", "resolve_config",
+    "check_resume", "config_from_checkpoint", "new_run_dir", "resolve_config",
     "resolve_device",
     "restore_run", "save_run",
 ]
@@ -161,17 +153,13 @@ def build_transforms(config: TrainConfig) -> tuple[BatchTransform, BatchTransfor
     return BatchTransform(*common, augment=augment), BatchTransform(*common)
 
 
-def _lr_factor(config: TrainConfig, iters_per_epoch: int) -> LRFactor:
-    return LRFactor(config.schedule, total=config.epochs * iters_per_epoch,
-                    warmup=round(config.warmup_epochs * iters_per_epoch),
-                    warmup_factor=config.warmup_factor,
-                    step_iters=max(round(config.lr_step_size * iters_per_epoch), 1),
-                    gamma=config.lr_gamma, min_ratio=config.min_lr_ratio)
-
-
-def derived_seed(*words: int) -> int:
-    """A 63-bit seed derived from ``words`` (e.g. run seed, epoch, stream)."""
-    return int(np.random.SeedSequence(list(words)).generate_state(2, np.uint64)[0] >> 1)
+def _lr_schedule(config: TrainConfig, iters_per_epoch: int) -> LRSchedule:
+    total = config.epochs * iters_per_epoch
+    step = max(round(config.lr_step_size * iters_per_epoch), 1)
+    return LRSchedule(total, warmup_iters=round(config.warmup_epochs * iters_per_epoch),
+                      warmup_factor=config.warmup_factor, kind=config.schedule,
+                      milestones=tuple(range(step, total + 1, step)) if config.schedule == "step" else (),
+                      gamma=config.lr_gamma, min_ratio=config.min_lr_ratio, warmup_prefix=True)
 
 
 @dataclass
@@ -216,9 +204,10 @@ def build_run(config: TrainConfig, run_dir: Path, log: Log, pretrained: bool) ->
     if data.test is not data.val:
         loaders["test"] = make_loader(data.test, config.eval_batch_size, shuffle=False,
                                       workers=config.workers)
-    groups = param_groups(model, config.weight_decay, config.backbone_lr_scale)
-    optimizer = build_optimizer(groups, config.optimizer, config.lr, config.momentum, config.nesterov)
-    scheduler = build_scheduler(optimizer, _lr_factor(config, len(loaders["train"])))
+    groups = param_groups(model, config.weight_decay, head=head_parameters(model),
+                          backbone_lr_scale=config.backbone_lr_scale)
+    optimizer = build_optimizer(groups, config.optimizer, config.lr, config.momentum, nesterov=config.nesterov)
+    scheduler = build_scheduler(optimizer, _lr_schedule(config, len(loaders["train"])))
     augment_gen = torch.Generator(device=setup.device)
     return Run(config, data, model, setup, train_tf, eval_tf, optimizer, scheduler, loaders,
                shuffle, augment_gen, run_dir)

@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,11 +41,12 @@ from torch.utils.data import DataLoader
 
 from classify.base.checkpoint import load_checkpoint
 from classify.base.config import config_to_dict, save_config
+from classify.base.history import Panel, json_ready, plot_curves
+from classify.base.rng import derived_seed
 from classify.data.augment import BatchTransform
 from classify.data.datasets import load_split, make_loader
 from classify.engine.config import TrainConfig
 from classify.engine.metrics import ClassificationMeter, EvalResult
-from classify.engine.optim import set_train_mode
 from classify.engine.run import (
     DeviceSetup,
     Log,
@@ -56,16 +56,21 @@ from classify.engine.run import (
     build_transforms,
     check_resume,
     config_from_checkpoint,
-    derived_seed,
     new_run_dir,
     resolve_device,
     restore_run,
     save_run,
 )
+from classify.engine.tuning import set_train_mode
 from classify.models.outputs import classification_loss, main_logits
 
 __all__ = ["EpochStats", "FitResult", "evaluate", "evaluate_checkpoint", "fit",
            "train_one_epoch"]
+
+#: curves.png: loss and top-1 accuracy per epoch, training and validation
+CURVES = (Panel("loss", "cross-entropy", ("train_loss", "val_loss"), {"train_loss": "train", "val_loss": "validation"}),
+          Panel("accuracy", "top-1 accuracy (%)", ("train_top1", "val_top1"),
+                {"train_top1": "train", "val_top1": "validation"}, scale=100))
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -249,7 +254,7 @@ def _fit(config: TrainConfig, resume: str | Path | None, log: Log,
 
 def _finish(run: Run, val: EvalResult | None) -> FitResult:
     """Score the final model on the test split, write the plots and results.json."""
-    from classify.engine.plots import plot_confusion, plot_curves
+    from classify.engine.plots import plot_confusion
 
     config = run.config
     if val is None:  # resumed a finished run
@@ -259,7 +264,7 @@ def _finish(run: Run, val: EvalResult | None) -> FitResult:
         progress=config.progress, desc="test")
     title = f"{config.model} on {config.data}"
     if run.history:
-        plot_curves(run.history, run.run_dir / "curves.png", title)
+        plot_curves(run.history, run.run_dir / "curves.png", CURVES, title=title)
     plot_confusion(test.confusion, run.data.class_names, run.run_dir / "confusion_matrix.png",
                    f"{title}: test top-1 {100 * test.top1:.2f}%")
     seconds = [h["seconds"] for h in run.history]
@@ -276,21 +281,7 @@ def _write_results(result: FitResult) -> None:
                "test": result.test.as_dict(), "best_top1": result.best_top1,
                "best_epoch": result.best_epoch, "epoch_seconds": result.epoch_seconds,
                "history": result.history}
-    write_text_atomic(result.run_dir / "results.json", json.dumps(_finite(payload), indent=2))
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN/inf floats replaced by ``None`` (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-# ----------------------------------------------------------------------------- checkpoint evaluation
+    write_text_atomic(result.run_dir / "results.json", json.dumps(json_ready(payload), indent=2))
 
 
 def evaluate_checkpoint(path: str | Path, data: str | None = None, split: str = "test", *,

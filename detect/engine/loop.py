@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from classify.base.device import autocast
-from detect.engine.optim import ModelEMA
+from classify.base.ema import ModelEMA
 
 Batch = tuple[Sequence[Tensor], Sequence[Mapping[str, Any]]]
 
@@ -111,6 +111,7 @@ def train_one_epoch(
     max_iters: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     meter: LossMeter | None = None,
+    after_step: Callable[[dict[str, float]], None] | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
     """Train ``model`` over ``loader`` (batches of ``(images, targets)``) once.
@@ -118,6 +119,7 @@ def train_one_epoch(
     The scheduler is stepped and the EMA updated after every optimiser step. Stops early after
     ``max_iters`` iterations, or after the first iteration at which ``should_stop()`` is true.
     ``meter`` (default: a new one) accumulates the losses; pass the meter of a resumed epoch.
+    ``after_step`` is called with each step's losses (floats, their sum under ``loss``).
 
     Returns the mean of each ``loss_*`` and of their sum ``loss`` over the epoch's iterations,
     plus ``lr`` (the learning rate of the last step) and ``iterations`` (run by this call).
@@ -143,6 +145,8 @@ def train_one_epoch(
         if ema is not None:
             ema.update(model)
         meter.add(losses)
+        if after_step is not None:
+            after_step(losses)
         done += 1
         bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2e}", refresh=False)
         if should_stop is not None and should_stop():

@@ -1,4 +1,4 @@
-"""The resumable state of a training run: counters, timers, best score, history, RNG states.
+"""The resumable state of a training run: counters, timers, best score, history, loss log.
 
 Everything here is plain numbers, strings, lists, dicts and tensors, so it is stored in a
 checkpoint's ``extra`` and read back with ``torch.load(weights_only=True)``.
@@ -6,14 +6,12 @@ checkpoint's ``extra`` and read back with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-import torch
-
 from detect.engine.loop import LossMeter
+
+_METERS = ("meter", "window")
 
 
 @dataclass
@@ -28,8 +26,11 @@ class RunState:
         wall_minutes: minutes since the run started, all sessions.
         best_value: best validation ``best_metric`` so far (``None``: not validated yet).
         best_epoch: 1-based epoch of ``best_value``.
-        history: one row per epoch (see :mod:`detect.engine.history`).
+        history: one row per epoch or evaluation (see :mod:`detect.engine.trainer`).
         meter: loss sums of the epoch in progress.
+        loss_log: mean losses over every ``every`` iterations (``iteration``, ``minutes``, ``loss``,
+            ``loss_*``): the training curve by iteration, also for runs shorter than an epoch.
+        window: loss sums since the last ``loss_log`` row.
     """
 
     epoch: int = 0
@@ -41,49 +42,30 @@ class RunState:
     best_epoch: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     meter: LossMeter = field(default_factory=LossMeter)
+    loss_log: list[dict[str, float]] = field(default_factory=list)
+    window: LossMeter = field(default_factory=LossMeter)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "meter"}
-        return {**data, "meter": self.meter.state_dict()}
+        data = {k: v for k, v in asdict(self).items() if k not in _METERS}
+        return {**data, **{k: getattr(self, k).state_dict() for k in _METERS}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunState:
-        meter = LossMeter()
-        meter.load_state_dict(data["meter"])
-        fields = {k: v for k, v in data.items() if k != "meter"}
-        return cls(**fields, meter=meter)
+        """The state :meth:`to_dict` wrote (checkpoints from before the loss log load with an empty one)."""
+        meters = {k: LossMeter() for k in _METERS}
+        for key, meter in meters.items():
+            if key in data:
+                meter.load_state_dict(data[key])
+        return cls(**{k: v for k, v in data.items() if k not in _METERS}, **meters)
+
+    def log_losses(self, losses: dict[str, float], iteration: int, every: int, minutes: float) -> None:
+        """Add the ``losses`` of the run's ``iteration``-th step (1-based); at every multiple of
+        ``every``, append the window's means to :attr:`loss_log`."""
+        self.window.add(losses)
+        if iteration % every == 0:
+            self.loss_log.append({"iteration": iteration, "minutes": minutes, **self.window.means()})
+            self.window = LossMeter()
 
     def next_epoch(self) -> None:
         """Mark the epoch in progress as complete."""
         self.epoch, self.batch_in_epoch, self.meter = self.epoch + 1, 0, LossMeter()
-
-
-def capture_rng(cuda: bool = False) -> dict[str, Any]:
-    """The states of torch's CPU (and CUDA) generators, Python's ``random`` and numpy's legacy one."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-    }
-    if cuda:
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    """Put back what :func:`capture_rng` captured."""
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), Python's ``random`` and numpy's legacy generator."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)

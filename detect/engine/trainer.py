@@ -7,10 +7,17 @@ Run folder (``config.output``)::
     best.pt        the weights with the best validation ``best_metric`` (the final ones
                    without a validation split)
     config.yaml    the resolved config
-    history.json   one row per epoch: losses, lr, val (and test) metrics, minutes
-    curves.png     losses and mAP vs epochs and vs training minutes
+    history.json   one row per epoch (and per evaluation mark): mean losses, lr, val (and test)
+                   metrics, minutes; the loss log (mean losses every few iterations) under "losses"
+    curves.png     losses and val/test mAP against iterations and against training minutes
     metrics.json, metrics.md, pr_curves.png, confusion_matrix.png, examples.png
                    the final report of best.pt on the test split
+
+A history row holds plain numbers: ``epoch``, ``iteration``, ``epochs`` (fractional),
+``partial`` (written at a stop mid-epoch), ``minutes`` (training only: validation, checkpoints and
+reports excluded; summed over resumed sessions), ``wall_minutes``, ``lr``, the mean ``loss*`` and
+the ``val_*`` / ``test_*`` metrics (COCO stats, VOC mAP, P/R/F1) — enough to draw accuracy
+against CPU minutes from the file alone.
 
 ``resume=PATH`` (a ``last.pt``) continues exactly where the run stopped, mid-epoch included:
 weights, EMA, optimiser, LR schedule, gradient scaler, counters, timers and RNG states are
@@ -33,25 +40,23 @@ from tqdm import tqdm
 from classify.base.checkpoint import load_checkpoint, save_checkpoint
 from classify.base.config import config_to_dict, save_config
 from classify.base.device import amp_dtype, resolve_device, slow_bf16_note, synchronize
+from classify.base.ema import ModelEMA
+from classify.base.history import Panel, metric_row, plot_curves, write_history
+from classify.base.optim import build_optimizer, freeze_by_prefix, param_groups
+from classify.base.rng import capture_rng, restore_rng, seed_everything
+from classify.base.schedule import LRSchedule, build_scheduler, milestone_iterations
 from detect.engine.config import DetectTrainConfig, total_iterations
 from detect.engine.data import build_eval_loader, build_train_loader, load_training_splits
-from detect.engine.history import metric_row, plot_curves, write_history
 from detect.engine.loop import train_one_epoch
-from detect.engine.optim import (
-    LRSchedule,
-    ModelEMA,
-    build_optimizer,
-    build_scheduler,
-    freeze_by_prefix,
-    milestone_iterations,
-)
-from detect.engine.state import RunState, capture_rng, restore_rng, seed_everything
+from detect.engine.state import RunState
 from detect.evaluation.outputs import write_outputs
 from detect.inference.evaluate import evaluate_detector
 from detect.models.loading import build_detector, load_detector
 from detect.structures import DatasetSplit
 
 STOP_FINISHED, STOP_TIME_BUDGET, STOP_REQUESTED = "finished", "time_budget", "stop_after"
+LOSS_LOG_POINTS = 300  # rows of the loss log (the training curve by iteration) in a full run
+CURVE_AXES = (("iteration", "iteration"), ("minutes", "training minutes"))
 
 
 @dataclass
@@ -168,8 +173,8 @@ def _build(config: DetectTrainConfig) -> _Run:
 def _optimisation(config: DetectTrainConfig, model: nn.Module,
                   total: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """The optimiser over the trainable parameters and its per-iteration LR schedule."""
-    optimizer = build_optimizer(model, config.optimizer, config.lr, config.weight_decay, config.momentum,
-                                config.beta2, config.decay_norm_and_bias)
+    groups = param_groups(model, config.weight_decay, decay_all=config.decay_norm_and_bias)
+    optimizer = build_optimizer(groups, config.optimizer, config.lr, config.momentum, beta2=config.beta2)
     return optimizer, build_scheduler(optimizer, _schedule(config, total))
 
 
@@ -313,12 +318,27 @@ def _train_epoch(run: _Run, stop_after: int | None) -> dict[str, float]:
     start = time.perf_counter()
     stats = train_one_epoch(run.model, run.optimizer, run.loaders["train"], run.scheduler, run.scaler, run.ema,
                             run.device, state.epoch, grad_clip=config.grad_clip, amp=run.train_dtype, max_iters=limit,
-                            should_stop=_time_check(run, start), meter=state.meter, progress=config.progress)
+                            should_stop=_time_check(run, start), meter=state.meter,
+                            after_step=_loss_logger(run, start), progress=config.progress)
     synchronize(run.device)
     state.train_minutes += (time.perf_counter() - start) / 60
     state.iteration += stats["iterations"]
     state.batch_in_epoch += stats["iterations"]
     return stats
+
+
+def _loss_logger(run: _Run, start: float) -> Callable[[dict[str, float]], None]:
+    """Log each step's losses into ``run.state``'s loss log (about :data:`LOSS_LOG_POINTS` rows a run)."""
+    every = max(1, run.configured_iters // LOSS_LOG_POINTS)
+    base_iteration, base_minutes, steps = run.state.iteration, run.state.train_minutes, 0
+
+    def after_step(losses: dict[str, float]) -> None:
+        nonlocal steps
+        steps += 1
+        minutes = base_minutes + (time.perf_counter() - start) / 60
+        run.state.log_losses(losses, base_iteration + steps, every, minutes)
+
+    return after_step
 
 
 def _due(period: int, epoch_done: bool, epoch: int) -> bool:
@@ -387,11 +407,24 @@ def _end_of_epoch(run: _Run, stats: dict[str, float], reason: str | None, run_di
 
 
 def _write_history(run: _Run, run_dir: Path, summary: dict[str, Any] | None = None) -> None:
-    summary = {"best_metric": f"val_{run.config.best_metric}", "best_value": run.state.best_value,
-               "best_epoch": run.state.best_epoch, "total_iterations": run.total_iters,
-               "batches_per_epoch": run.sampler.num_batches(), **(summary or {})}
-    write_history(run_dir / "history.json", run.state.history, summary)
-    plot_curves(run.state.history, run_dir / "curves.png", title=f"{run.config.detector} on {run.config.data}")
+    state = run.state
+    summary = {"best_metric": f"val_{run.config.best_metric}", "best_value": state.best_value,
+               "best_epoch": state.best_epoch, "total_iterations": run.total_iters,
+               "batches_per_epoch": run.sampler.num_batches(), **(summary or {}), "losses": state.loss_log}
+    write_history(run_dir / "history.json", state.history, summary)
+    plot_curves(state.history, run_dir / "curves.png", _curve_panels(state), CURVE_AXES,
+                title=f"{run.config.detector} on {run.config.data}", series={"losses": state.loss_log or state.history})
+
+
+def _curve_panels(state: RunState) -> tuple[Panel, Panel]:
+    """Losses (from the loss log) and val/test mAP50 and mAP50-95 (from the history rows)."""
+    rows = state.loss_log or state.history
+    losses = sorted({k for r in rows for k in r if k.startswith("loss")}, key=lambda k: (k != "loss", k))
+    metrics = [p + m for p in ("val_", "test_") for m in ("AP50", "AP") if any(r.get(p + m) is not None
+                                                                             for r in state.history)]
+    labels = {k: f"{k.split('_')[0]} mAP{k.split('_', 1)[1][2:] or '50-95'}" for k in metrics}
+    return (Panel("losses", "mean training loss", losses, rows="losses"),
+            Panel("mAP", "COCO mAP", metrics, labels, ylim=(0.0, 1.0)))
 
 
 def fit(config: DetectTrainConfig, resume: str | Path | None = None, stop_after: int | None = None) -> TrainResult:

@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from classify.base.checkpoint import load_checkpoint
+from classify.base.optim import build_optimizer, param_groups
+from classify.base.schedule import LRSchedule, build_scheduler
 from classify.data.augment import BatchTransform
 from classify.data.datasets import TensorImageDataset, load_data, make_loader
 from classify.engine.config import TrainConfig
 from classify.engine.metrics import ClassificationMeter
-from classify.engine.optim import LRFactor, build_optimizer, build_scheduler, param_groups
 from classify.engine.run import DeviceSetup, build_model, config_from_checkpoint, resolve_config
 from classify.engine.trainer import evaluate_checkpoint, fit, train_one_epoch
 from classify.models.registry import get_model
@@ -64,7 +65,7 @@ def test_train_one_epoch_raises_on_a_non_finite_loss() -> None:
     with pytest.raises(FloatingPointError, match="loss is nan at batch 0"):
         train_one_epoch(model, make_loader(data, 4, shuffle=False),
                         BatchTransform(32, 1, (0.5,), (0.5,), "pad"), opt,
-                        build_scheduler(opt, LRFactor("constant", 2)), DeviceSetup(torch.device("cpu")))
+                        build_scheduler(opt, LRSchedule(2, kind="constant")), DeviceSetup(torch.device("cpu")))
 
 
 # ----------------------------------------------------------------------------- fit

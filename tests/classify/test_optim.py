@@ -1,4 +1,5 @@
-"""Parameter groups, optimisers, freezing, dropout and learning-rate schedules."""
+"""Parameter groups, optimisers and learning-rate schedules (classify.base, shared with the detector
+trainer) as the classifier uses them; freezing the backbone, dropout and BN momentum."""
 
 from __future__ import annotations
 
@@ -8,16 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from classify.engine.optim import (
-    LRFactor,
-    build_optimizer,
-    build_scheduler,
-    freeze_backbone,
-    param_groups,
-    set_bn_momentum,
-    set_drop_rate,
-    set_train_mode,
-)
+from classify.base.optim import build_optimizer, param_groups
+from classify.base.schedule import LRSchedule, build_scheduler
+from classify.engine.tuning import freeze_backbone, head_parameters, set_bn_momentum, set_drop_rate, set_train_mode
 from classify.models.registry import get_model
 
 
@@ -28,7 +22,8 @@ def _meta(name: str, **kw: object) -> nn.Module:
 
 def test_param_groups_split_head_backbone_and_decay() -> None:
     model = _meta("resnet18", num_classes=10)
-    groups = param_groups(model, weight_decay=1e-4, backbone_lr_scale=0.1)
+    groups = param_groups(model, weight_decay=1e-4, head=head_parameters(model), backbone_lr_scale=0.1)
+    assert [g["name"] for g in groups] == ["head/decay", "head/no_decay", "backbone/decay", "backbone/no_decay"]
     by_key = {(g["lr_scale"], g["weight_decay"]): g["params"] for g in groups}
     assert set(by_key) == {(1.0, 1e-4), (1.0, 0.0), (0.1, 1e-4), (0.1, 0.0)}
     assert [p.shape for p in by_key[1.0, 1e-4]] == [(10, 512)]
@@ -43,7 +38,7 @@ def test_param_groups_split_head_backbone_and_decay() -> None:
 
 def test_build_optimizer_scales_lr_and_knows_four_optimisers() -> None:
     model = get_model("lenet5_relu")
-    groups = param_groups(model, 5e-4, backbone_lr_scale=0.25)
+    groups = param_groups(model, 5e-4, head=head_parameters(model), backbone_lr_scale=0.25)
     sgd = build_optimizer(groups, "sgd", lr=0.2, momentum=0.9, nesterov=True)
     assert sorted(g["lr"] for g in sgd.param_groups) == [0.05, 0.05, 0.2, 0.2]
     assert sgd.defaults["nesterov"] is True
@@ -51,7 +46,7 @@ def test_build_optimizer_scales_lr_and_knows_four_optimisers() -> None:
     adamw = build_optimizer(groups, "adamw", 1e-3, momentum=0.8)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.8, 0.999)
     assert isinstance(build_optimizer(groups, "rmsprop", 1e-3), torch.optim.RMSprop)
-    with pytest.raises(ValueError, match="one of sgd, adam, adamw, rmsprop; got 'lion'"):
+    with pytest.raises(ValueError, match="expected one of sgd, adam, adamw, rmsprop, got 'lion'"):
         build_optimizer(groups, "lion", 1e-3)
 
 
@@ -96,18 +91,18 @@ def test_set_bn_momentum() -> None:
         set_bn_momentum(_meta("lenet5"), 0.1)
 
 
-def _curve(factor: LRFactor) -> list[float]:
-    return [factor(i) for i in range(factor.total)]
+def _curve(schedule: LRSchedule) -> list[float]:
+    return [schedule(i) for i in range(schedule.total_iters)]
 
 
 def test_warmup_then_step_and_cosine() -> None:
-    step = _curve(LRFactor("step", total=10, warmup=4, warmup_factor=0.2, step_iters=6, gamma=0.5))
+    step = _curve(LRSchedule(10, 4, 0.2, "step", milestones=(6,), gamma=0.5, warmup_prefix=True))
     assert step == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5])
-    cosine = LRFactor("cosine", total=12, warmup=2, warmup_factor=0.5, min_ratio=0.1)
+    cosine = LRSchedule(12, 2, 0.5, "cosine", min_ratio=0.1, warmup_prefix=True)
     assert [cosine(0), cosine(1), cosine(2)] == pytest.approx([0.5, 0.75, 1.0])
     assert cosine(7) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
     assert cosine(12) == pytest.approx(0.1)
-    assert _curve(LRFactor("constant", total=3)) == [1.0, 1.0, 1.0]
+    assert _curve(LRSchedule(3, kind="constant")) == [1.0, 1.0, 1.0]
 
 
 def test_onecycle_matches_torch_onecyclelr() -> None:
@@ -121,24 +116,36 @@ def test_onecycle_matches_torch_onecyclelr() -> None:
         expected.append(opt.param_groups[0]["lr"])
         opt.step()
         reference.step()
-    ours = [0.4 * f for f in _curve(LRFactor("onecycle", total=total))]
+    ours = [0.4 * f for f in _curve(LRSchedule(total, kind="onecycle"))]
     assert ours == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def test_scheduler_steps_every_group_and_state_round_trips() -> None:
     model = get_model("lenet5_relu")
-    opt = build_optimizer(param_groups(model, 0.0, backbone_lr_scale=0.5), "sgd", lr=1.0)
-    sched = build_scheduler(opt, LRFactor("step", total=4, step_iters=2, gamma=0.1))
+    groups = param_groups(model, 0.0, head=head_parameters(model), backbone_lr_scale=0.5)
+    opt = build_optimizer(groups, "sgd", lr=1.0)
+    sched = build_scheduler(opt, LRSchedule(4, kind="step", milestones=(2,), gamma=0.1))
     for _ in range(2):
         opt.step()
         sched.step()
     assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.05, 0.05, 0.1, 0.1])
     state = sched.state_dict()
-    assert state["last_epoch"] == 2 and state["lr_lambdas"][0]["schedule"] == "step"
+    assert state["last_epoch"] == 2 and state["lr_lambdas"][0]["kind"] == "step"
 
 
-def test_lr_factor_rejects_bad_input() -> None:
+def test_schedule_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="got 'linear'"):
-        LRFactor("linear", total=3)
-    with pytest.raises(ValueError, match="need total >= 1"):
-        LRFactor("cosine", total=0)
+        LRSchedule(3, kind="linear")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected total_iters >= 1"):
+        LRSchedule(0, kind="cosine")
+
+
+def test_the_two_warmup_conventions() -> None:
+    """timm's (warm-up first, then the whole cosine) and detectron2's (warm-up factor times a
+    cosine over the whole run) differ during and after the warm-up, as their sources define."""
+    prefix = LRSchedule(100, 10, 0.1, "cosine", warmup_prefix=True)
+    spanning = LRSchedule(100, 10, 0.1, "cosine")
+    assert prefix(5) == 0.1 + 0.9 * 5 / 10 and prefix(10) == 1.0
+    assert prefix(55) == pytest.approx(0.5)  # halfway through the 90 cosine iterations
+    assert spanning(5) == pytest.approx(0.55 * 0.5 * (1 + math.cos(math.pi * 0.05)))
+    assert spanning(50) == pytest.approx(0.5)

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from classify.base.ema import ModelEMA
+from classify.base.schedule import LRSchedule, build_scheduler
 from detect.data.sampler import GroupedBatchSampler, SeededDataset, aspect_ratio_groups
 from detect.engine.data import check_targets
 from detect.engine.loop import LossMeter, train_one_epoch, training_targets
-from detect.engine.optim import LRSchedule, ModelEMA, build_scheduler
 from detect.inference.evaluate import evaluate_detector
 from detect.structures import DatasetSplit, ImageRecord, ObjectAnnotation
 

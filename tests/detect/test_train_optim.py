@@ -1,4 +1,5 @@
-"""Optimiser pieces: no decay on norm/bias, LR values at given iterations, EMA formula, freezing."""
+"""The training primitives as the detector trainer uses them (classify.base): no decay on norm and
+bias parameters, LR values at given iterations, the EMA formula, freezing by prefix."""
 
 from __future__ import annotations
 
@@ -8,15 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from detect.engine.optim import (
-    LRSchedule,
-    ModelEMA,
-    build_optimizer,
-    build_scheduler,
-    freeze_by_prefix,
-    milestone_iterations,
-    param_groups,
-)
+from classify.base.ema import ModelEMA
+from classify.base.optim import build_optimizer, freeze_by_prefix, param_groups
+from classify.base.schedule import LRSchedule, build_scheduler, milestone_iterations
 
 
 def toy() -> nn.Sequential:
@@ -43,7 +38,7 @@ def test_norm_and_bias_parameters_get_no_weight_decay() -> None:
 
 def test_decay_norm_and_bias_puts_everything_in_one_group() -> None:
     model = toy()
-    groups = param_groups(model, weight_decay=0.5, decay_norm_and_bias=True)
+    groups = param_groups(model, weight_decay=0.5, decay_all=True)
     assert len(groups) == 1 and groups[0]["weight_decay"] == 0.5
     assert len(groups[0]["params"]) == len(list(model.parameters()))
 
@@ -63,13 +58,14 @@ def test_torchvision_detector_groups_batchnorm_without_decay() -> None:
 
 def test_optimizers_carry_the_settings() -> None:
     model = toy()
-    sgd = build_optimizer(model, "sgd", lr=0.1, weight_decay=1e-3, momentum=0.8)
+    sgd = build_optimizer(param_groups(model, 1e-3), "sgd", lr=0.1, momentum=0.8)
     assert [g["momentum"] for g in sgd.param_groups] == [0.8, 0.8]
     assert [g["weight_decay"] for g in sgd.param_groups] == [1e-3, 0.0]
-    adamw = build_optimizer(model, "adamw", lr=1e-3, weight_decay=0.05, momentum=0.85, beta2=0.99)
+    adamw = build_optimizer(param_groups(model, 0.05), "adamw", lr=1e-3, momentum=0.85, beta2=0.99)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["betas"] == (0.85, 0.99)
-    with pytest.raises(ValueError, match="expected 'sgd' or 'adamw', got 'adam'"):
-        build_optimizer(model, "adam", lr=1e-3, weight_decay=0.0)  # type: ignore[arg-type]
+    assert [g["weight_decay"] for g in adamw.param_groups] == [0.05, 0.0]
+    with pytest.raises(ValueError, match="expected one of sgd, adam, adamw, rmsprop, got 'lamb'"):
+        build_optimizer(param_groups(model, 0.0), "lamb", lr=1e-3)
 
 
 # ----------------------------------------------------------------------------- freezing
@@ -127,13 +123,13 @@ def test_constant_schedule_and_milestone_fractions() -> None:
     s = LRSchedule(total_iters=10, warmup_iters=4, warmup_factor=0.2, kind="constant")
     assert [s(i) for i in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
     assert milestone_iterations((0.67, 0.89), 300) == (201, 267)
-    with pytest.raises(ValueError, match="total_iters: expected >= 1, got 0"):
+    with pytest.raises(ValueError, match="expected total_iters >= 1 and warmup_iters >= 0, got 0"):
         LRSchedule(total_iters=0)
 
 
 def test_lambda_scheduler_sets_the_lr_of_each_iteration() -> None:
     model = toy()
-    optimizer = build_optimizer(model, "sgd", lr=0.02, weight_decay=1e-4)
+    optimizer = build_optimizer(param_groups(model, 1e-4), "sgd", lr=0.02)
     schedule = LRSchedule(total_iters=20, warmup_iters=4, warmup_factor=0.001, kind="step", milestones=(10,))
     scheduler = build_scheduler(optimizer, schedule)
     seen = []
