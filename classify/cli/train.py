@@ -41,9 +41,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(TrainConfig, args, base=base)
     result = fit(config, resume=args.resume)
     test = result.test
-    print(f"test top-1 {100 * test.top1:.2f}%  top-5 {100 * test.top5:.2f}%  ({test.images} images)"
-          f"; best validation top-1 {100 * result.best_top1:.2f}% at epoch {result.best_epoch}"
-          f"; {result.epoch_seconds:.1f} s per training epoch")
+    chosen = (f"best validation top-1 {100 * result.best_top1:.2f}% at epoch {result.best_epoch}"
+              if result.selected_on_validation else "no validation split: best.pt is the last epoch")
+    print(f"best.pt: test top-1 {100 * test.top1:.2f}%  top-5 {100 * test.top5:.2f}%  ({test.images} images)"
+          f"; {chosen}; {result.epoch_seconds:.1f} s per training epoch")
     print(f"run folder: {result.run_dir}")
     return 0
 

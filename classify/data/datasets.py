@@ -399,13 +399,23 @@ def load_split(data: str, split: str = "test", size: int | None = None,
 
 @dataclass(frozen=True)
 class DataSplits:
-    """The datasets of a run: ``val`` chooses best.pt; ``test`` is scored at the end (it is
-    ``val`` itself when the run validates on the test split)."""
+    """The datasets of a run: ``val`` is scored after every epoch and, when it is a validation
+    split, chooses best.pt; ``test`` is scored at the end.
+
+    ``val_name``: ``holdout`` (part of train held out), ``val`` (the dataset's val split) or
+    ``test`` (no validation split: ``val`` is the test split, watched but never used to choose).
+    Without a test split, ``test`` is the validation split.
+    """
 
     train: LabelledImages
     val: LabelledImages
     test: LabelledImages
     val_name: str  # "holdout", "val" or "test"
+
+    @property
+    def selects_on_validation(self) -> bool:
+        """Whether ``val`` is a validation split (not the test split), so it may choose best.pt."""
+        return self.val_name != "test"
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -425,29 +435,30 @@ def load_data(data: str, *, size: int | None = None, val_fraction: float = 0.0,
         data: a name of :data:`DATASETS` or an image folder.
         size: folder images of mixed sizes are resized to ``size x size`` px.
         val_fraction: share of the training split held out (stratified, ``seed``) for
-            validation; 0 validates on the ``val`` split if there is one, else on ``test``.
+            validation; 0 validates on the ``val`` split if there is one, else watches ``test``
+            (see :class:`DataSplits`). A folder with only ``train/`` needs it.
         subset: keep this many training images a class (``seed``), after the hold-out.
         test_subset: keep this many validation and test images a class.
     """
     splits = load_named(data, size)
     train = splits["train"]
-    if "test" not in splits and "val" not in splits:
-        raise ValueError(f"{data}: expected a test/ (or val/) folder next to train/")
-    if "test" not in splits:  # a train/ + val/ folder: the val split is also the test split
-        splits = {**splits, "test": splits["val"]}
     if val_fraction > 0:
         kept, held = stratified_split(train.labels, val_fraction, seed)
         train, val, val_name = train.subset(kept), train.subset(held), "holdout"
     elif "val" in splits:
         val, val_name = splits["val"], "val"
-    else:
+    elif "test" in splits:
         val, val_name = splits["test"], "test"
-    test = val if val_name == "test" else splits["test"]
+    else:
+        raise ValueError(f"{data}: expected a test/ (or val/) folder next to train/, or a val_fraction "
+                         f"(--val-fraction 0.15) to hold out part of train")
+    test = splits.get("test", val)  # no test split: the final scores are on the validation images
+    same = test is val
     if subset is not None:
         train = train.subset(per_class_subset(train.labels, subset, seed))
     if test_subset is not None:
         val = val.subset(per_class_subset(val.labels, test_subset, seed))
-        test = val if val_name == "test" else test.subset(per_class_subset(test.labels, test_subset, seed))
+        test = val if same else test.subset(per_class_subset(test.labels, test_subset, seed))
     _check_nonempty(train, val)
     return DataSplits(train, val, test, val_name)
 

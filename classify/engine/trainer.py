@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from classify.base.checkpoint import load_checkpoint
+from classify.base.checkpoint import load_checkpoint, load_state_strict
 from classify.base.config import config_to_dict, save_config
 from classify.base.history import Panel, json_ready, plot_curves
 from classify.base.rng import derived_seed
@@ -162,8 +162,9 @@ def evaluate(model: nn.Module, loader: DataLoader, transform: BatchTransform, se
 
 @dataclass(frozen=True)
 class FitResult:
-    """What :func:`fit` returns: the run folder, validation and test scores of the final model,
-    the best validation top-1 (and its epoch), per-epoch history, mean training-epoch seconds."""
+    """What :func:`fit` returns: the run folder, validation and test scores of best.pt (the epoch
+    with the best validation top-1; the last epoch without a validation split), that top-1 and its
+    epoch, per-epoch history, mean training-epoch seconds."""
 
     run_dir: Path
     config: TrainConfig
@@ -173,6 +174,7 @@ class FitResult:
     best_epoch: int
     history: list[dict[str, float]]
     epoch_seconds: float
+    selected_on_validation: bool = True
 
 
 def _log_epoch(log: Log, run: Run, stats: EpochStats, val: EvalResult) -> None:
@@ -198,7 +200,8 @@ def _epoch(run: Run, log: Log) -> EvalResult:
     run.history.append({"epoch": run.epoch, "train_loss": stats.loss, "train_top1": stats.top1,
                         "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
                         "lr": stats.lr, "seconds": stats.seconds})
-    improved = val.top1 > run.best_top1
+    # without a validation split the test split is watched, never used to choose: best.pt is the last epoch
+    improved = val.top1 > run.best_top1 or not run.data.selects_on_validation
     if improved:
         run.best_top1, run.best_epoch = val.top1, run.epoch
     save_run(run, run.run_dir / "last.pt", val, resumable=True)
@@ -242,6 +245,9 @@ def _fit(config: TrainConfig, resume: str | Path | None, log: Log,
         log(f"resumed {path} after epoch {run.epoch}")
     if run.setup.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if not run.data.selects_on_validation:
+        log(f"note: {config.data} has no validation split: the test split is scored every epoch but never "
+            f"chooses best.pt (the last epoch's weights); --val-fraction 0.1 holds out 10% of train to choose on")
     run.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run.config, run.run_dir / "config.yaml")
     val = None
@@ -257,7 +263,10 @@ def _finish(run: Run, val: EvalResult | None) -> FitResult:
     from classify.engine.plots import plot_confusion
 
     config = run.config
-    if val is None:  # resumed a finished run
+    if run.best_epoch != run.epoch:  # the test split scores best.pt, the model a user keeps
+        load_state_strict(run.model, load_checkpoint(run.run_dir / "best.pt").model, "best.pt")
+        val = None
+    if val is None:  # resumed a finished run, or best.pt is not the last epoch
         val = evaluate(run.model, run.loaders["val"], run.eval_tf, run.setup, config.num_classes)
     test = val if "test" not in run.loaders else evaluate(
         run.model, run.loaders["test"], run.eval_tf, run.setup, config.num_classes,
@@ -269,7 +278,8 @@ def _finish(run: Run, val: EvalResult | None) -> FitResult:
                    f"{title}: test top-1 {100 * test.top1:.2f}%")
     seconds = [h["seconds"] for h in run.history]
     result = FitResult(run.run_dir, config, val, test, run.best_top1, run.best_epoch,
-                       run.history, float(np.mean(seconds)) if seconds else math.nan)
+                       run.history, float(np.mean(seconds)) if seconds else math.nan,
+                       run.data.selects_on_validation)
     _write_results(result)
     return result
 
@@ -280,6 +290,7 @@ def _write_results(result: FitResult) -> None:
     payload = {"config": config_to_dict(result.config), "val": result.val.as_dict(),
                "test": result.test.as_dict(), "best_top1": result.best_top1,
                "best_epoch": result.best_epoch, "epoch_seconds": result.epoch_seconds,
+               "selected_on_validation": result.selected_on_validation,
                "history": result.history}
     write_text_atomic(result.run_dir / "results.json", json.dumps(json_ready(payload), indent=2))
 

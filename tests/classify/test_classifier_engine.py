@@ -85,8 +85,9 @@ def test_fit_learns_and_writes_the_run_folder(tmp_path: Path) -> None:
             ckpt.config["image_size"], ckpt.config["hflip"]) == ("lenet5_relu", 10, 1, 32, 0.0)
     assert ckpt.class_names == [str(c) for c in range(10)]
     assert ckpt.metrics["val_top1"] == result.test.top1 and ckpt.extra["epoch"] == 4
-    best = load_checkpoint(run / "best.pt")
-    assert best.metrics["val_top1"] == result.best_top1 == max(h["val_top1"] for h in result.history)
+    best = load_checkpoint(run / "best.pt")  # no validation split: the last epoch, never chosen on test
+    assert best.extra["epoch"] == 4 and not result.selected_on_validation
+    assert best.metrics["val_top1"] == result.best_top1 == result.history[-1]["val_top1"]
     saved = json.loads((run / "results.json").read_text())
     assert saved["test"]["top1"] == result.test.top1 and len(saved["history"]) == 4
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -96,6 +97,16 @@ def test_fit_learns_and_writes_the_run_folder(tmp_path: Path) -> None:
     assert config.model == "lenet5_relu" and names == tuple("0123456789")
     # a second run with the same name gets a new folder
     assert fit(_config(tmp_path, epochs=1), log=_quiet).run_dir == tmp_path / "run-2"
+
+
+def test_best_pt_is_chosen_on_validation_and_is_what_the_test_scores(tmp_path: Path) -> None:
+    result = fit(_config(tmp_path, epochs=5, val_fraction=0.2, test_subset=2), log=_quiet)
+    tops = [h["val_top1"] for h in result.history]
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert result.selected_on_validation and best.extra["epoch"] == result.best_epoch == tops.index(max(tops)) + 1
+    assert result.best_epoch < 5  # (20 validation images: the 4th epoch scores best here) so the test
+    again, _, _ = evaluate_checkpoint(tmp_path / "run" / "best.pt", per_class=2, device="cpu")  # scores best.pt
+    assert again.top1 == result.test.top1 and torch.equal(again.confusion, result.test.confusion)
 
 
 @pytest.mark.parametrize("model, extra", [
@@ -117,7 +128,8 @@ def test_resume_continues_bit_for_bit(tmp_path: Path, model: str, extra: dict) -
     lines: list[str] = []
     resumed = fit(dataclasses.replace(config, name="resumed"), resume=tmp_path / "resumed",
                   log=lines.append)
-    assert lines[0].startswith("resumed") and len(lines) == 2
+    assert lines[0].startswith("resumed") and lines[1].startswith("note: mnist5k has no validation split")
+    assert len(lines) == 3
     a = load_checkpoint(tmp_path / "straight" / "last.pt").model
     b = load_checkpoint(tmp_path / "resumed" / "last.pt").model
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

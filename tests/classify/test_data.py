@@ -176,10 +176,24 @@ def test_image_folder_with_split_folders(tmp_path: Path) -> None:
                 _png(tmp_path / split / name / f"{i}.png", (8, 8), 100)
     splits = load_data(str(tmp_path))
     assert (len(splits.train), len(splits.test), splits.val_name) == (6, 4, "test")
+    assert not splits.selects_on_validation  # the test split is watched, never used to choose
     assert splits.train[0][0].shape == (1, 8, 8)  # one size everywhere: not resized
     _png(tmp_path / "test" / "zebra" / "0.png", (8, 8), 1)
     with pytest.raises(ValueError, match=r"class folder\(s\) \['zebra'\] are not among the training"):
         load_data(str(tmp_path))
+
+
+def test_a_train_only_folder_holds_out_val_fraction(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        for i in range(8):
+            _png(tmp_path / "train" / name / f"{i}.png", (8, 8), 10 * i)
+    with pytest.raises(ValueError, match=r"expected a test/ \(or val/\) folder next to train/, or a val_fraction "
+                                         r"\(--val-fraction 0.15\)"):
+        load_data(str(tmp_path))
+    splits = load_data(str(tmp_path), val_fraction=0.25)
+    assert (len(splits.train), len(splits.val), splits.val_name) == (12, 4, "holdout")
+    assert splits.test is splits.val and splits.selects_on_validation
+    assert splits.val.class_counts().tolist() == [2, 2]  # stratified
 
 
 def test_image_folder_errors_name_the_culprit(tmp_path: Path) -> None:
