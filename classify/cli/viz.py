@@ -22,9 +22,9 @@ def cmd_viz(args: argparse.Namespace) -> int:
     x, shown = prepare_image(image_path, entry.input_size, mean, std, model.in_chans)
     stage = args.stage or model.feature_info[0].name
     stem = Path(args.model).stem if Path(args.model).is_file() else name
-    filters_png = save_filter_grid(model, args.out / f"{stem}_filters.png")
-    maps_png = save_feature_maps(model, x, stage, args.out / f"{stem}_{stage}.png",
+    maps_png = save_feature_maps(model, x, stage, args.out / f"{stem}_{stage}.png",  # checks the stage first
                                  channels=args.channels, display=shown)
+    filters_png = save_filter_grid(model, args.out / f"{stem}_filters.png")
     print(f"wrote {filters_png}\nwrote {maps_png}")
     return 0
 

@@ -10,7 +10,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     for name in list_detectors():
         entry = detector_entry(name)
-        print(f"{name:45s} {entry.family:12s} {entry.backbone:25s} {'peer' if entry.peer else ''}")
+        notes = ", ".join(n for n, on in (("peer", entry.peer), ("inference only", not entry.trains)) if on)
+        print(f"{name:45s} {entry.family:12s} {entry.backbone:25s} {notes}")
     return 0
 
 

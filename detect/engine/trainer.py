@@ -52,6 +52,7 @@ from detect.engine.state import RunState
 from detect.evaluation.outputs import write_outputs
 from detect.inference.evaluate import evaluate_detector
 from detect.models.loading import build_detector, load_detector
+from detect.models.registry import check_trainable
 from detect.structures import DatasetSplit
 
 STOP_FINISHED, STOP_TIME_BUDGET, STOP_REQUESTED = "finished", "time_budget", "stop_after"
@@ -138,6 +139,7 @@ def log(message: str) -> None:
 
 def _build(config: DetectTrainConfig) -> _Run:
     """Data, model, optimiser, schedule, scaler and EMA of a fresh run (seeded)."""
+    check_trainable(config.detector)
     device = resolve_device(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)

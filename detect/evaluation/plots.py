@@ -30,19 +30,39 @@ EXAMPLE_CELL_INCHES = 4.0
 
 
 def class_colors(num_classes: int) -> list[tuple[float, float, float]]:
-    """``num_classes`` distinct, saturated RGB colours in [0, 1], none green (green is the ground truth).
+    """``num_classes`` RGB colours in [0, 1], as far apart as possible, none green (green is the
+    ground truth).
 
-    Up to 9 classes: tab10 without its green. More: golden-ratio steps over the non-green hues
-    (180..420 degrees), alternating two brightness levels so neighbours stay apart.
+    Farthest-point selection in CIELAB (perceptual distance) over a grid of hues, saturations and
+    brightnesses without the greens, starting from matplotlib's blue: each next colour is the
+    candidate farthest from all chosen ones (10 classes stay more than 50 CIE76 units apart).
     """
-    from matplotlib import colormaps
+    candidates, lab = _palette_candidates()
+    chosen = [int(np.argmin(np.linalg.norm(lab - _lab(np.array([0.12, 0.47, 0.71])), axis=1)))]
+    distance = np.linalg.norm(lab - lab[chosen[0]], axis=1)
+    while len(chosen) < num_classes:
+        k = int(np.argmax(distance))
+        chosen.append(k)
+        distance = np.minimum(distance, np.linalg.norm(lab - lab[k], axis=1))
+    return [tuple(float(v) for v in candidates[k]) for k in chosen[:num_classes]]
 
-    if num_classes <= 9:
-        return [colormaps["tab10"](i)[:3] for i in range(10) if i != 2][:num_classes]
-    steps = np.arange(num_classes)
-    hues = 0.5 + (steps * 0.618033988749895) % 1.0 * 0.67
-    values = np.where(steps % 2 == 0, 0.95, 0.7)
-    return [tuple(hsv_to_rgb((h % 1.0, 0.9, v)).tolist()) for h, v in zip(hues, values)]
+
+def _palette_candidates() -> tuple[np.ndarray, np.ndarray]:
+    """RGB ``float64[K, 3]`` colours (hues every 5 degrees, 2 saturations, 3 brightnesses) that are
+    not green (green at least 0.15 above both red and blue), and their CIELAB coordinates."""
+    grid = [hsv_to_rgb((h / 360, s, v)) for h in range(0, 360, 5) for s in (0.95, 0.6) for v in (1.0, 0.75, 0.5)]
+    rgb = np.array(grid)
+    green = (rgb[:, 1] > rgb[:, 0] + 0.15) & (rgb[:, 1] > rgb[:, 2] + 0.15)
+    return rgb[~green], _lab(rgb[~green])
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] (``[..., 3]``) -> CIELAB (D65)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    f = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(f > 0.008856, np.cbrt(f), 7.787 * f + 16 / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
 
 
 def _save(fig: Figure, path: Path) -> Path:

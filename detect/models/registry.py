@@ -24,6 +24,7 @@ class DetectorEntry:
     family: str  # "faster_rcnn", "yolo", ...
     backbone: str  # shown in benchmark tables
     peer: bool  # a reference implementation from another library
+    trains: bool = True  # ``detect train`` can train it (the Detector contract's training mode)
 
 
 _DETECTORS: dict[str, DetectorEntry] = {}
@@ -38,13 +39,14 @@ BUILTIN_MODULES = (
 )
 
 
-def register_detector(name: str, *, family: str, backbone: str, peer: bool = False) -> Callable[[Builder], Builder]:
-    """Decorator adding ``builder`` to the registry under ``name``."""
+def register_detector(name: str, *, family: str, backbone: str, peer: bool = False,
+                      trains: bool = True) -> Callable[[Builder], Builder]:
+    """Decorator adding ``builder`` to the registry under ``name`` (``trains=False``: inference only)."""
 
     def add(builder: Builder) -> Builder:
         if name in _DETECTORS:
             raise ValueError(f"detector {name!r} is already registered")
-        _DETECTORS[name] = DetectorEntry(name, builder, family, backbone, peer)
+        _DETECTORS[name] = DetectorEntry(name, builder, family, backbone, peer, trains)
         return builder
 
     return add
@@ -67,6 +69,14 @@ def detector_entry(name: str) -> DetectorEntry:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown detector {name!r}{hint} (available: {', '.join(sorted(_DETECTORS))})")
     return _DETECTORS[name]
+
+
+def check_trainable(name: str) -> None:
+    """Raise ``ValueError`` unless ``detect train`` can train detector ``name``."""
+    if not detector_entry(name).trains:
+        trainable = [n for n in list_detectors() if _DETECTORS[n].trains]
+        raise ValueError(f"detector {name!r} runs for evaluation and benchmarks only; detect train cannot train "
+                         f"it yet (trainable: {', '.join(trainable)})")
 
 
 def get_detector(name: str, **kwargs: object) -> nn.Module:

@@ -115,7 +115,9 @@ def test_viz_from_a_name_and_from_a_checkpoint(
     assert main(["viz", str(ckpt), "--image", str(photo), "--out", str(tmp_path), "--channels", "3"]) == 0
     assert (tmp_path / "digits_filters.png").is_file() and (tmp_path / "digits_C1.png").is_file()
     capsys.readouterr()
-    assert main(["viz", "lenet5", "--image", str(photo), "--stage", "C9"]) == 2
+    bad = tmp_path / "bad"
+    assert main(["viz", "lenet5", "--image", str(photo), "--stage", "C9", "--out", str(bad)]) == 2
+    assert not bad.exists()  # an unknown stage writes nothing
     assert capsys.readouterr().err.startswith("error: unknown stage 'C9' for LeNet5")
     assert main(["viz", "lenet5", "--image", str(tmp_path / "none.png")]) == 2
     assert capsys.readouterr().err == f"error: image not found: {tmp_path / 'none.png'}\n"

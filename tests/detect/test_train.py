@@ -355,6 +355,12 @@ def test_cli_errors_are_one_line_with_suggestions(tmp_path: Path) -> None:
     result = run_cli("train", "--data", tmp_path / "nothing", "--output", tmp_path / "run")
     assert result.returncode == 2 and result.stderr.strip() == f"error: dataset not found: {tmp_path / 'nothing'}"
     assert not (tmp_path / "run").exists()  # nothing is written before the data and the model are good
+    result = run_cli("train", "--detector", "yolov8n", "--detector-kwargs", "{}", "--data", tmp_path / "nothing",
+                     "--output", tmp_path / "yolo")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: detector 'yolov8n' runs for evaluation and benchmarks only; detect "
+                                    "train cannot train it yet (trainable: faster_rcnn, ")
+    assert not (tmp_path / "yolo").exists()
 
 
 @pytest.mark.cuda

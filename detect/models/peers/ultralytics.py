@@ -130,4 +130,4 @@ ULTRALYTICS_PEERS = {
 }
 
 for name, (config, backbone) in ULTRALYTICS_PEERS.items():
-    register_detector(name, family="yolo", backbone=backbone, peer=True)(partial(_ultralytics, config))
+    register_detector(name, family="yolo", backbone=backbone, peer=True, trains=False)(partial(_ultralytics, config))
