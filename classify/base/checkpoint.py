@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from classify.base.atomic import atomic_write
+from classify.base.paths import require_file
 
 FORMAT = "detect-pipeline-checkpoint"
 VERSION = 1
@@ -99,11 +100,7 @@ def read_torch_file(path: str | Path, what: str = "weights file", map_location: 
         IsADirectoryError: ``path`` is a folder.
         ValueError: the file is empty, corrupt or not a torch file (pickled code is refused).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{what}: expected a file, got the folder {path}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+    path = require_file(path, what)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for corrupt or foreign files

@@ -53,6 +53,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from classify.base.atomic import write_text_atomic
+from classify.base.paths import require_file
 
 __all__ = [
     "Constraints",
@@ -486,8 +487,7 @@ def _unknown_key(root: type, key: str, where: str) -> ValueError:
 
 def _read_yaml(root: type, path: Path) -> _Tree:
     """The keys of a YAML preset, checked against ``root`` and tagged with their line numbers."""
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    require_file(path, "config file")
     loader = _Loader(path.read_text(encoding="utf-8"))
     try:
         try:

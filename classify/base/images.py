@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from classify.base.paths import require_file
+
 #: The most pixels (``width * height``) an image may have. Pillow's own default warning
 #: threshold (a quarter GiB of 3-byte pixels); Pillow itself refuses twice this many when
 #: opening, which :func:`open_image` reports as over this limit too (so raising this limit
@@ -95,8 +97,7 @@ def open_image(path: str | Path) -> Image.Image:
             ``cannot decode image PATH: <reason>``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+    require_file(path, "image")
     if path.stat().st_size == 0:
         raise ImageDecodeError(path, "the file is empty (0 bytes)")
     try:

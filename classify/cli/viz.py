@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from classify.base.paths import require_file
+
 
 def cmd_viz(args: argparse.Namespace) -> int:
     from classify.inspect.filters import default_image
@@ -12,8 +14,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     from classify.models.registry import get_model_entry
 
     image_path = args.image or default_image()
-    if not Path(image_path).is_file():  # fail before the (slower) model build
-        raise FileNotFoundError(f"image not found: {image_path}")
+    require_file(image_path, "image")  # fail before the (slower) model build
     model, name = load_model(args.model, args.weights)
     entry = get_model_entry(name)
     mean, std = entry.mean, entry.std

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from classify.base.paths import require_file
 from classify.inspect.kernels import _FIXED, _NAMES, BORDERS, list_filters
 
 __all__ = [
@@ -162,8 +163,7 @@ def load_grayscale(path: str | Path) -> Tensor:
     from classify.base.images import check_image_file
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+    require_file(path, "image")
     check_image_file(path)  # the pixel limit, from the header, before OpenCV decodes
     pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if pixels is None:

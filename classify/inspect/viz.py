@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from classify.base.paths import require_file
 from classify.models.features import Backbone
 
 if TYPE_CHECKING:
@@ -210,8 +211,7 @@ def prepare_image(path: str | Path, size: int, mean: Sequence[float], std: Seque
     from classify.base.images import check_image_file
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+    require_file(path, "image")
     check_image_file(path)  # the pixel limit, from the header, before OpenCV decodes
     pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if in_chans == 1 else cv2.IMREAD_COLOR)
     if pixels is None:

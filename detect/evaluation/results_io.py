@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from classify.base.paths import require_file
 from detect.data.files import format_number, write_text_atomic
 from detect.structures import DatasetSplit, ImageRecord
 
@@ -105,8 +106,7 @@ def read_coco_results(split: DatasetSplit, path: Path) -> list[Output]:
 
 
 def _load_results_json(path: Path) -> list:
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
+    require_file(path, "predictions file")
     text = path.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         raise ValueError(f"{path}: the predictions file is empty; expected a JSON list of detections")

@@ -18,6 +18,7 @@ from torch import nn
 
 from classify.base.checkpoint import load_checkpoint, load_state_strict
 from classify.base.device import resolve_device
+from classify.base.paths import require_file
 
 #: Builder kwargs that only initialise weights (files); skipped when the weights come from a checkpoint.
 INIT_WEIGHT_KWARGS = ("weights", "backbone_weights")
@@ -115,8 +116,8 @@ class DetectorSpec:
             raise ValueError("expected a registry detector name or a checkpoint, not both or neither")
         if self.checkpoint is not None and self.weights is not None:
             raise ValueError("--weights goes with --model; a checkpoint carries its own")
-        if self.weights is not None and not Path(self.weights).is_file():
-            raise FileNotFoundError(f"weights not found: {self.weights}")
+        if self.weights is not None:
+            require_file(self.weights, "weights")
         if any(size <= 0 for size in self.image_size):
             raise ValueError(f"image size: expected positive numbers of pixels, got {list(self.image_size)}")
         if len(self.image_size) > 1 and self.checkpoint is None:

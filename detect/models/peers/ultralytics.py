@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from classify.base.paths import require_file
 from detect.box_ops import batched_nms, box_convert, clip_boxes_to_image
 from detect.data.transforms import Letterbox, unletterbox_boxes
 from detect.models.peers import COCO_NUM_CLASSES
@@ -65,8 +66,7 @@ class UltralyticsDetector(nn.Module):
     def from_weights(cls, path: str | Path, **kwargs: object) -> UltralyticsDetector:
         """Load a trained ultralytics ``.pt`` from a local file (never downloads)."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ultralytics weights not found: {path} (nothing is downloaded)")
+        require_file(path, "ultralytics weights (nothing is downloaded)")
         from ultralytics.nn.tasks import load_checkpoint
 
         disable_ultralytics_sync()

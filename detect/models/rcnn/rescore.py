@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from classify.base.paths import require_file
 from classify.models.registry import get_model_entry
 from detect.data.crops import BACKGROUND, DEFAULT_CONTEXT
 
@@ -96,8 +97,7 @@ class CropRescorer(nn.Module):
             from classify.inspect.viz import model_from_checkpoint
 
             path = Path(source)
-            if not path.is_file():
-                raise FileNotFoundError(f"rescoring classifier checkpoint not found: {path}")
+            require_file(path, "rescoring classifier checkpoint")
             ckpt = load_checkpoint(path)
             classifier, name = model_from_checkpoint(ckpt, path)
             size = ckpt.config.get("image_size")
