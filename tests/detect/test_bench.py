@@ -49,9 +49,33 @@ def test_run_bench_with_a_dataset_scores_map_and_plots(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "bench.png").stat().st_size > 1000
 
 
+def test_run_bench_times_and_scores_a_trained_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint written by 'detect train' is rebuilt from its config, timed at the asked size
+    and scored with its own weights (the registry name with those weights would not load them)."""
+    from classify.base.checkpoint import save_checkpoint
+    from detect.models.loading import DetectorSpec
+    from detect.models.registry import get_detector
+
+    build_digit_scenes(tmp_path / "scenes", scene_config("tiny"), progress=False)
+    peer = "tv_fasterrcnn_mobilenet_v3_large_320_fpn"
+    torch.manual_seed(0)
+    model = get_detector(peer, num_classes=10, image_size=64)
+    ckpt = save_checkpoint(tmp_path / "best.pt", model.state_dict(), class_names=[str(d) for d in range(10)],
+                           config={"detector": peer, "image_size": 64, "detector_kwargs": {}})
+    rows = run_bench([DetectorSpec(checkpoint=ckpt), "yolov8n"], [64], [1], tmp_path / "out",
+                     dataset=tmp_path / "scenes" / "coco", split="val", warmup=0, iterations=1)
+    assert [(r.detector, r.backbone) for r in rows] == [(str(ckpt), peer), ("yolov8n", "yolov8-csp")]
+    assert all(r.map50 is not None and 0.0 <= r.map50_95 <= r.map50 <= 1.0 for r in rows)
+    assert f"| {ckpt} | {peer} | 64 | 1 |" in (tmp_path / "out" / "bench.md").read_text()
+    with pytest.raises(ValueError, match="expected at least one detector"):
+        run_bench([], [64], [1], tmp_path / "none")
+
+
 @pytest.mark.parametrize("args, message", [
     (["yolov8n", "--weights", "yolov8n"], "--weights expects NAME=PATH"),
     (["yolov9n"], "unknown detector 'yolov9n'"),
+    (["yolov8n", "--weights", "yolov8s=w.pt"], "--weights for yolov8s, which is not among the detectors"),
+    (["--checkpoint", "absent.pt"], "checkpoint not found: absent.pt"),
 ])
 def test_bench_cli_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "detect", "bench", *args, "--out", str(tmp_path)],
