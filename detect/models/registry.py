@@ -1,7 +1,7 @@
 """Detector registry: ``get_detector(name, **kwargs)`` over a plain dict filled by ``@register_detector``.
 
-Every registered builder returns an ``nn.Module`` following the Detector contract (DESIGN.md
-section 2): ``model(images: list[Tensor[3,H,W]] in [0,1], targets=None)``; in eval mode one
+Every registered builder returns an ``nn.Module`` following the Detector contract (docs/design.md):
+``model(images: list[Tensor[3,H,W]] in [0,1], targets=None)``; in eval mode one
 ``{"boxes", "scores", "labels"}`` per image, boxes xyxy in original image pixels.
 """
 

@@ -68,6 +68,9 @@ def test_fit_writes_checkpoints_history_curves_and_report(run) -> None:
     assert row["minutes"] > 0 and row["wall_minutes"] >= row["minutes"]
     history = json.loads((result.run_dir / "history.json").read_text())
     assert history["epochs"][0]["loss"] == pytest.approx(row["loss"])
+    # a run shorter than an epoch still draws a loss curve: the loss log has each iteration here
+    assert [r["iteration"] for r in history["losses"]] == [1, 2]
+    assert sum(r["loss"] for r in history["losses"]) / 2 == pytest.approx(row["loss"])
     assert history["stop_reason"] == "finished" and history["best_metric"] == "val_AP"
     assert history["test"]["AP"] == pytest.approx(result.test_metrics["AP"])
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
@@ -157,7 +160,25 @@ def test_resume_mid_epoch_equals_uninterrupted_training_bit_for_bit(tiny: Path, 
     for key, row in a["rows"].items():
         assert {k: v for k, v in row.items() if k.startswith(("loss", "lr"))} == \
                {k: v for k, v in b["rows"][key].items() if k.startswith(("loss", "lr"))}
+    assert [r["iteration"] for r in a["state"]["loss_log"]] == [1, 2, 3, 4, 5]
     assert b["state"]["train_minutes"] > first.minutes
+
+
+def test_the_loss_log_averages_windows_across_a_resume(tiny: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows of 2 iterations (a 5-iteration run, 2 log points); a stop after 3 splits the second
+    window, and the resumed run finishes it as the uninterrupted run does."""
+    monkeypatch.setattr("detect.engine.trainer.LOSS_LOG_POINTS", 2)
+    config = make_config(tiny, tmp_path / "straight", max_iters=5, val_split=None, test_split=None)
+    straight = fit(config)
+    split = dataclasses.replace(config, output=tmp_path / "split")
+    fit(split, stop_after=3)
+    second = fit(split, resume=tmp_path / "split" / "last.pt")
+    logs = [load_checkpoint(r.last).extra["state"]["loss_log"] for r in (straight, second)]
+    assert [r["iteration"] for r in logs[0]] == [2, 4] == [r["iteration"] for r in logs[1]]
+    assert [{k: v for k, v in r.items() if k != "minutes"} for r in logs[0]] == \
+           [{k: v for k, v in r.items() if k != "minutes"} for r in logs[1]]
+    assert logs[1][1]["minutes"] > logs[1][0]["minutes"]
 
 
 def test_eval_every_iters_validates_and_tests_mid_epoch(tiny: Path, tmp_path: Path) -> None:
