@@ -730,6 +730,8 @@ def _flag_options(f: _Field, default: Any) -> dict[str, Any]:
         items = _tuple_items(inner, None)
         options["nargs"] = "+" if inner is not f.type else "*" if items is None else len(items)
     shown = "required" if default is MISSING else f"default: {_flag_text(default)}"
+    if default is None and "(default:" in f.spec.help:  # the help says what none means
+        shown = ""
     detail = "; ".join(p for p in (_describe(f.type), f.spec.describe(), shown) if p)
     options["help"] = (f"{f.spec.help} ({detail})" if f.spec.help else f"({detail})").replace("%", "%%")
     return options

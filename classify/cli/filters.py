@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="image file (default: an OpenCV sample photo, else ultralytics' bus.jpg)")
     p.add_argument("--filters", help=f"comma-separated names (default: all): {','.join(list_filters())}")
     p.add_argument("--sigma", type=float, default=1.0, help="Gaussian sigma in pixels (default: 1)")
-    p.add_argument("--border", choices=list(BORDERS), default="reflect")
-    p.add_argument("--out", type=Path, default=Path("runs/filters/filters.png"))
+    p.add_argument("--border", choices=list(BORDERS), default="reflect",
+                   help="how the image is padded at its border (default: reflect)")
+    p.add_argument("--out", type=Path, default=Path("runs/filters/filters.png"),
+                   help="the figure's PNG file (default: runs/filters/filters.png)")
     p.set_defaults(func=cmd_filters)

@@ -42,5 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, help="logits (default: the model's native count)")
     p.add_argument("--depth", type=int, default=3,
                    help="rows for modules this many levels deep (default: 3; 0: every leaf)")
-    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table",
+                   help="a terminal table, Markdown or JSON (default: table)")
     p.set_defaults(func=cmd_summary)

@@ -42,8 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", action="append", metavar="NAME=PATH",
                    help="local weights for a registry detector (nothing is downloaded); repeatable")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iterations", type=int, default=10)
-    p.add_argument("--out", type=Path, default=Path("runs/bench"))
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per detector first (default: 3)")
+    p.add_argument("--iterations", type=int, default=10, help="timed calls per detector, round-robin (default: 10)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"),
+                   help="folder for bench.md, bench.json and bench.png (default: runs/bench)")
     p.set_defaults(func=cmd_bench)

@@ -41,7 +41,8 @@ def _add_scenes(data: argparse._SubParsersAction) -> None:
     p = data.add_parser("scenes", help="build the digit-scenes detection benchmark (COCO, VOC and YOLO)",
                         description="Build the digit-scenes benchmark. The preset's values can be "
                         "overridden by a YAML file (--config) and then by the flags below.")
-    p.add_argument("--out", type=Path, default=Path("data/digit-scenes"))
+    p.add_argument("--out", type=Path, default=Path("data/digit-scenes"),
+                   help="output folder: coco/, voc/, yolo/ and stats.json (default: data/digit-scenes)")
     p.add_argument("--preset", default="default", help="size preset: tiny, default or large")
     p.add_argument("--force", action="store_true", help="rebuild even if the dataset is up to date")
     p.add_argument("--workers", type=int, help="rendering processes (default: up to 2)")

@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="score detections against a dataset: COCO/VOC mAP, P/R/F1, confusion matrix, plots",
-        description=__doc__.splitlines()[0],
+        description="Score detections of one split against its ground truth: from a results file, a "
+                    "registry detector or a checkpoint written by 'detect train'.",
     )
     p.add_argument("gt", type=Path, metavar="GT",
                    help="ground truth (COCO json or folder, VOC folder, YOLO data.yaml or folder)")
@@ -57,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", type=Path, metavar="PATH",
                         help="COCO results .json, or a folder of YOLO <image stem>.txt (save_txt + save_conf)")
-    source.add_argument("--model", metavar="NAME", help="registry detector to run over the split (see detect.models.registry)")
+    source.add_argument("--model", metavar="NAME", help="registry detector to run over the split (see 'detect list')")
     source.add_argument("--checkpoint", type=Path, metavar="PATH",
                         help="a checkpoint written by 'detect train' (best.pt/last.pt), run over the split")
     p.add_argument("--predictions-format", choices=["coco", "yolo"], help="format of --predictions (default: detected)")

@@ -26,7 +26,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="report every problem of a dataset by file and object index")
-    p.add_argument("dataset", type=Path)
+    p.add_argument("dataset", type=Path, help="dataset (COCO json or folder, VOC folder, YOLO data.yaml or folder)")
     add_format(p)
     add_splits(p, "check")
     p.add_argument("--no-images", action="store_true", help="skip decoding the images")
