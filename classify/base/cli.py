@@ -16,9 +16,11 @@ import difflib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 from typing import NoReturn
 
-__all__ = ["EXIT_FAILED", "EXIT_USAGE", "ProblemsFound", "SuggestingParser", "run_command"]
+__all__ = ["EXIT_FAILED", "EXIT_USAGE", "ProblemsFound", "SuggestingParser", "command_parser", "run_command",
+           "run_main"]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -106,3 +108,19 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         print("interrupted", file=sys.stderr)
         return 130
 
+
+
+def command_parser(prog: str, description: str, verbs: Sequence[ModuleType]) -> SuggestingParser:
+    """The parser of a command: one sub-command per verb module, each adding itself with
+    ``add_parser(sub)`` and storing its function in ``args.func``."""
+    parser = SuggestingParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for verb in verbs:
+        verb.add_parser(sub)
+    return parser
+
+
+def run_main(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen verb with :func:`run_command`; returns the exit code."""
+    args = parser.parse_args(argv)
+    return run_command(args.func, args)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from classify.base.cli import SuggestingParser, run_command
+from classify.base.cli import command_parser, run_main
 from classify.cli import evaluate, filters, list_models, summary, train, viz
 
 DESCRIPTION = "the CNN backbone zoo: list, summarise, visualise, train and evaluate classifiers"
@@ -26,14 +26,8 @@ VERBS = (list_models, summary, filters, viz, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``classify`` parser; every verb stores its command in ``args.func``."""
-    parser = SuggestingParser(prog="classify", description=DESCRIPTION)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for verb in VERBS:
-        verb.add_parser(sub)
-    return parser
+    return command_parser("classify", DESCRIPTION, VERBS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_command(args.func, args)
+    return run_main(build_parser(), argv)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from classify.base.cli import SuggestingParser, run_command
+from classify.base.cli import command_parser, run_main
 from detect.cli import bench, convert, data, demo, evaluate, list_detectors, train, validate
 
 DESCRIPTION = "object detection on the classify backbones: datasets, training, evaluation, benchmarks"
@@ -20,13 +20,8 @@ VERBS = (demo, data, convert, validate, train, evaluate, bench, list_detectors)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = SuggestingParser(prog="detect", description=DESCRIPTION)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for verb in VERBS:
-        verb.add_parser(sub)
-    return parser
+    return command_parser("detect", DESCRIPTION, VERBS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_command(args.func, args)
+    return run_main(build_parser(), argv)
