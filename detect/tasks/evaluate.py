@@ -1,4 +1,4 @@
-"""The ``detect eval`` job: ground truth + (a results file | a registry model) -> metrics, tables, plots.
+"""The ``detect eval`` job: ground truth + (a results file | a detector) -> metrics, tables, plots.
 
 Outputs in ``out_dir``: ``metrics.json`` (the report, plus the source and, when asked, the
 ultralytics comparison), ``metrics.md``, ``pr_curves.png``, ``confusion_matrix.png`` and
@@ -22,6 +22,7 @@ from detect.structures import DatasetSplit
 
 if TYPE_CHECKING:
     from detect.evaluation.ultralytics_compare import Comparison
+
 _SPLIT_PREFERENCE = ("val", "test", "train")
 
 
@@ -46,8 +47,14 @@ def load_ground_truth(gt: Path, split: str | None, fmt: str | None) -> DatasetSp
     return data
 
 
-def _check_predictions(predictions: Path | None, weights: Path | None, image_size: Sequence[int] | None) -> None:
-    if predictions is not None and (weights is not None or image_size):
+def _check_predictions(predictions: Path | None, model: str | None, checkpoint: Path | None, weights: Path | None,
+                       image_size: Sequence[int]) -> None:
+    if predictions is None:
+        return  # the detector's own settings are checked by DetectorSpec
+    if model is not None or checkpoint is not None:
+        raise ValueError("expected exactly one source of detections: a predictions file/folder, a model name "
+                         "or a checkpoint")
+    if weights is not None or image_size:
         raise ValueError("--weights and --image-size go with --model or --checkpoint, not with --predictions")
 
 
@@ -91,7 +98,7 @@ def run_evaluation(
         predictions_format: ``coco`` or ``yolo`` (default: detected from ``predictions``).
         console: a ``rich`` console for the tables (default: a new one on stdout).
     """
-    _check_predictions(predictions, weights, input_sizes(image_size))
+    _check_predictions(predictions, model, checkpoint, weights, input_sizes(image_size))
     spec = None if predictions is not None else DetectorSpec(model, checkpoint, weights, input_sizes(image_size))
     if batch_size <= 0:
         raise ValueError(f"batch size: expected a positive integer, got {batch_size}")
