@@ -36,9 +36,7 @@ from classify.models.weights import load_weights
 
 __all__ = [
     "DeviceSetup", "RESUMABLE_CHANGES", "Run", "build_model", "build_run", "build_transforms",
-    "check_resume", "config_from_checkpoint", "new_run_dir", "resolve_config",
-    "resolve_device",
-    "restore_run", "save_run",
+    "check_resume", "config_from_checkpoint", "new_run_dir", "resolve_config", "restore_run", "save_run",
 ]
 
 #: config keys that may differ between a run and its resumption
@@ -89,7 +87,6 @@ class DeviceSetup:
 
     def synchronize(self) -> None:
         synchronize(self.device)
-
 
 
 # ----------------------------------------------------------------------------- building a run

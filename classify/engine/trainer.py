@@ -11,15 +11,16 @@ Building a run's parts, its checkpoints and resumption live in :mod:`classify.en
 
 A run folder (``runs/classify/<name>``) receives ``config.yaml`` (the resolved config),
 ``last.pt`` (after every epoch: weights + optimiser, scheduler, scaler and RNG state, history),
-``best.pt`` (best validation top-1), ``curves.png``, ``confusion_matrix.png`` (test split) and
+``best.pt`` (see below), ``curves.png``, ``confusion_matrix.png`` (test split) and
 ``results.json``.  ``fit(config, resume="…/last.pt")`` continues a run exactly where it stopped:
 on a CPU, 2 epochs straight and 1 epoch + resume + 1 epoch give identical weights, because the
 data order and the augmentation draw from generators seeded by ``(seed, epoch)`` and the global
 RNG (dropout) is saved and restored.
 
-``test`` in the result is the final model on the test split (no selection on it); ``best.pt``
-is chosen on the validation split, which *is* the test split unless ``val_fraction > 0`` or the
-dataset has a val split (as in torchvision's reference scripts).
+``best.pt`` is chosen on a validation split: the dataset's ``val`` split, or ``val_fraction`` of
+train held out. Without one, the test split is scored every epoch but never chooses: ``best.pt``
+is the last epoch. ``test`` in the result is ``best.pt`` on the test split, what ``classify eval
+best.pt`` reports.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from torch.utils.data import DataLoader
 
 from classify.base.checkpoint import load_checkpoint, load_state_strict
 from classify.base.config import config_to_dict, save_config
+from classify.base.device import resolve_device
 from classify.base.history import Panel, json_ready, plot_curves
 from classify.base.rng import derived_seed
 from classify.data.augment import BatchTransform
@@ -57,7 +59,6 @@ from classify.engine.run import (
     check_resume,
     config_from_checkpoint,
     new_run_dir,
-    resolve_device,
     restore_run,
     save_run,
 )
