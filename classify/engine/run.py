@@ -274,10 +274,8 @@ def restore_run(run: Run, ckpt: Checkpoint, path: Path) -> None:
     run.optimizer.load_state_dict(extra["optimizer"])
     # the schedule's shape and base lrs follow the current config (epochs may have grown);
     # the checkpoint gives the iteration count
-    factors, base_lrs = [vars(f).copy() for f in run.scheduler.lr_lambdas], run.scheduler.base_lrs
-    run.scheduler.load_state_dict(dict(extra["scheduler"]))
-    for fn, saved in zip(run.scheduler.lr_lambdas, factors):
-        vars(fn).update(saved)
+    base_lrs, lambdas = run.scheduler.base_lrs, [None] * len(run.scheduler.lr_lambdas)
+    run.scheduler.load_state_dict({**extra["scheduler"], "lr_lambdas": lambdas})  # counters only
     run.scheduler.base_lrs = base_lrs
     if run.setup.scaler is not None and "scaler" in extra:
         run.setup.scaler.load_state_dict(extra["scaler"])

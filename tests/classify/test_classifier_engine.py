@@ -109,6 +109,22 @@ def test_best_pt_is_chosen_on_validation_and_is_what_the_test_scores(tmp_path: P
     assert again.top1 == result.test.top1 and torch.equal(again.confusion, result.test.confusion)
 
 
+def test_resume_takes_only_the_counters_of_the_saved_schedule(tmp_path: Path) -> None:
+    """A last.pt whose schedule was saved by other code (fields of another name, such as the
+    'warmup' count that is now a method) resumes on the current config's schedule."""
+    config = _config(tmp_path, epochs=1)
+    fit(config, log=_quiet)
+    path = tmp_path / "run" / "last.pt"
+    payload = torch.load(path, weights_only=True)
+    old = {"schedule": "cosine", "total": 20, "warmup": 0, "warmup_factor": 0.1, "step_iters": 1,
+           "gamma": 0.1, "min_ratio": 0.0}
+    scheduler = payload["extra"]["scheduler"]
+    scheduler["lr_lambdas"] = [dict(old) for _ in scheduler["lr_lambdas"]]
+    torch.save(payload, path)
+    resumed = fit(dataclasses.replace(config, epochs=2), resume=path, log=_quiet)
+    assert len(resumed.history) == 2 and math.isfinite(resumed.history[-1]["train_loss"])
+
+
 @pytest.mark.parametrize("model, extra", [
     ("lenet5_relu", {}),
     ("mobilenet_v3_small", {"drop_rate": 0.5, "image_size": 32, "optimizer": "sgd",
