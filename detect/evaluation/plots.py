@@ -56,6 +56,11 @@ def _palette_candidates() -> tuple[np.ndarray, np.ndarray]:
     return rgb[~green], _lab(rgb[~green])
 
 
+def _text_color(background: tuple[float, float, float]) -> str:
+    """Black on light label backgrounds (yellow, cyan), white on the others."""
+    return "black" if _lab(np.asarray(background, dtype=np.float64))[0] > 65 else "white"
+
+
 def _lab(rgb: np.ndarray) -> np.ndarray:
     """sRGB in [0, 1] (``[..., 3]``) -> CIELAB (D65)."""
     linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
@@ -285,7 +290,7 @@ def _draw_example(ax: object, split: DatasetSplit, record: ImageRecord, output: 
         name = split.class_names[label] if 0 <= label < len(split.class_names) else str(label)
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.6))
         inside = y1 < 0.06 * record.height  # no room above the box: write the label inside it
-        ax.text(x1, y1, f"{name} {score:.2f}", fontsize=8, color="white", va="top" if inside else "bottom",
+        ax.text(x1, y1, f"{name} {score:.2f}", fontsize=8, color=_text_color(color), va="top" if inside else "bottom",
                 ha="left", clip_on=True, bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0, "alpha": 0.85})
     ax.set_xlim(0, record.width)
     ax.set_ylim(record.height, 0)
