@@ -193,7 +193,8 @@ def _set_schedule_length(run: _Run, total: int) -> None:
 
 def _fit_schedule(run: _Run, session_iters: int, session_minutes: float) -> None:
     """``fit_schedule_to_budget``: shorten the schedule so that it ends when the time budget does,
-    at this session's speed so far (``session_minutes`` for ``session_iters`` iterations), with 1%
+    at the speed measured since the run started or resumed (``session_minutes`` for
+    ``session_iters`` iterations), with 1%
     to spare; never longer than the configured length. A schedule fitted to end now ends the run
     ("finished", at the schedule's last learning rate)."""
     if session_iters < 1 or session_minutes <= 0:
@@ -285,7 +286,7 @@ def _load_scheduler(run: _Run, state: dict[str, Any]) -> None:
     run.scheduler.load_state_dict(state)
     before = saved[0].get("total_iters") if saved else None
     if run.config.fit_schedule_to_budget and before is not None and before < run.total_iters:
-        _set_schedule_length(run, before)  # the length fitted so far; refitted at this session's speed
+        _set_schedule_length(run, before)  # the length fitted so far; refitted at the resumed run's speed
     elif before is not None and before != run.total_iters:
         log(f"the LR schedule now spans {run.total_iters} iterations (the checkpoint's spanned {before})")
 
