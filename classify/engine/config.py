@@ -23,11 +23,8 @@ from typing import Literal
 
 from classify.base.config import check_fields, param
 
-__all__ = ["AMP_CHOICES", "OPTIMIZERS", "SCHEDULES", "TrainConfig"]
+__all__ = ["TrainConfig"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
-AMP_CHOICES = ("none", "bf16", "fp16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
