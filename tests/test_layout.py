@@ -11,8 +11,9 @@ of a lower layer, never of a higher one, and never of another package of the sam
     detect.structures | box_ops | offline  annotations, the one box convention, ultralytics' offline setup
     detect.data                            formats, datasets, transforms, the digit scenes
     detect.models | detect.evaluation      detectors and their registry | COCO / VOC scoring and reports
-    detect.inference                       the one predict loop, model evaluation
-    detect.engine | detect.export          the one training loop | exported models
+    detect.export                          ONNX / TorchScript files: writing them, running them as detectors
+    detect.inference                       Predictor, the one predict loop, video, tracking, model evaluation
+    detect.engine                          the one training loop
     detect.tasks                           whole jobs: evaluate, bench, recipe, demo
     detect.cli | detect.serve              the command line | the HTTP service
 
@@ -39,8 +40,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("detect.structures", "detect.box_ops", "detect.offline"),
     ("detect.data",),
     ("detect.models", "detect.evaluation"),
+    ("detect.export",),
     ("detect.inference",),
-    ("detect.engine", "detect.export"),
+    ("detect.engine",),
     ("detect.tasks",),
     ("detect.cli", "detect.serve"),
 )
