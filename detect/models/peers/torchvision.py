@@ -15,6 +15,7 @@ from torch import nn
 
 from classify.base.checkpoint import load_state_strict, read_torch_file, state_dict_from
 from detect.models.peers import COCO_NUM_CLASSES
+from detect.models.postprocess import RoIHeadsPostprocess
 from detect.models.registry import register_detector
 
 
@@ -34,12 +35,15 @@ def _torchvision(builder_name: str, num_classes: int = COCO_NUM_CLASSES, weights
     return _ZeroBasedLabels(model)
 
 
-class _ZeroBasedLabels(nn.Module):
+class _ZeroBasedLabels(RoIHeadsPostprocess, nn.Module):
     """torchvision detectors count background as label 0; the project's labels are 0-based classes."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+
+    def _roi_heads(self) -> nn.Module:
+        return self.model.roi_heads
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
         if targets is not None:

@@ -17,6 +17,7 @@ from classify.base.paths import require_file
 from detect.box_ops import batched_nms, box_convert, clip_boxes_to_image
 from detect.data.transforms import Letterbox, unletterbox_boxes
 from detect.models.peers import COCO_NUM_CLASSES
+from detect.models.postprocess import PostprocessSettings
 from detect.models.registry import register_detector
 from detect.offline import disable_ultralytics_sync
 
@@ -72,6 +73,19 @@ class UltralyticsDetector(nn.Module):
         disable_ultralytics_sync()
         net, _ = load_checkpoint(str(path), device="cpu")
         return cls(net.float(), **kwargs)
+
+    def configure_postprocess(self, score_threshold: float | None = None, nms_threshold: float | None = None,
+                              max_detections: int | None = None) -> None:
+        """The Detector contract's post-processing settings (:mod:`detect.models.postprocess`)."""
+        if score_threshold is not None:
+            self.score_threshold = float(score_threshold)
+        if nms_threshold is not None:
+            self.nms_threshold = float(nms_threshold)
+        if max_detections is not None:
+            self.max_detections = int(max_detections)
+
+    def postprocess_settings(self) -> PostprocessSettings:
+        return PostprocessSettings(self.score_threshold, self.nms_threshold, self.max_detections)
 
     def fuse(self) -> UltralyticsDetector:
         """Fold BatchNorm into the convolutions for inference, as ultralytics' predictor does."""

@@ -50,6 +50,7 @@ from classify.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_model_entr
 from detect.box_ops import batched_nms, validate_boxes
 from detect.models.anchors import anchor_generator, anchor_sizes_for, normalize_anchor_sizes
 from detect.models.backbone import DetectionBackbone, build_backbone
+from detect.models.postprocess import RoIHeadsPostprocess
 from detect.models.rcnn.rescore import CropRescorer
 from detect.models.rcnn.roi_align import ParallelMultiScaleRoIAlign
 from detect.models.rcnn.tv_layout import convert_torchvision_state_dict, is_torchvision_layout
@@ -213,7 +214,7 @@ def _validate_images(images: Sequence[Tensor]) -> None:
 
 
 # -- the model ----------------------------------------------------------------------------------
-class FasterRCNN(GeneralizedRCNN):
+class FasterRCNN(RoIHeadsPostprocess, GeneralizedRCNN):
     """torchvision's ``GeneralizedRCNN`` (transform, backbone, rpn, roi_heads) with 0-based labels.
 
     ``model(images: list[Tensor[3, H, W]] in [0, 1], targets=None)``; training: targets
