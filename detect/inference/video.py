@@ -113,6 +113,12 @@ class VideoOpenError(ValueError):
 class VideoDecodeError(ValueError):
     """A video that stopped before its end: truncated or corrupt.
 
+    Raised after every readable frame was yielded. OpenCV reports neither errors nor skipped
+    frames, so this is judged at the end from the count of frames read (see the module's
+    documentation). Corrupt frames in the middle that FFmpeg skips are not seen where they
+    are: the frames after them come with indices and timestamps shifted down, and the shortfall
+    is reported here, with ``index`` the number of frames read.
+
     Attributes:
         path: the file.
         index: the 0-based index of the first frame that could not be read (= frames read).
