@@ -39,12 +39,15 @@ from detect.inference.video import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_for_threads(count: int, timeout: float = 5.0) -> int:
-    """``threading.active_count()`` once it is ``count`` or ``timeout`` has passed."""
-    deadline = time.monotonic() + timeout
-    while threading.active_count() != count and time.monotonic() < deadline:
+def new_threads(before: set[threading.Thread], wait: float = 0.0) -> set[threading.Thread]:
+    """Threads alive now that were not in ``before`` (waiting up to ``wait`` seconds for them to end).
+
+    Compared as sets rather than ``threading.active_count()`` alone, so that a thread another test
+    left behind ending meanwhile does not count."""
+    deadline = time.monotonic() + wait
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
         time.sleep(0.01)
-    return threading.active_count()
+    return set(threading.enumerate()) - before
 
 
 def read_indices(path: Path, **kwargs) -> list[int]:
@@ -82,7 +85,7 @@ def test_background_stays_a_bounded_distance_ahead() -> None:
 
 
 def test_background_close_stops_the_thread_and_runs_the_generators_finally() -> None:
-    before = threading.active_count()
+    before = set(threading.enumerate())
     finished = threading.Event()
     finished_in = []
 
@@ -100,20 +103,20 @@ def test_background_close_stops_the_thread_and_runs_the_generators_finally() -> 
     assert [next(ahead) for _ in range(3)] == [0, 1, 2]
     ahead.close()
     assert finished.is_set() and finished_in == ["test-prefetch"]
-    assert not ahead.thread.is_alive() and threading.active_count() == before
+    assert not ahead.thread.is_alive() and new_threads(before) == set()
     with pytest.raises(StopIteration):
         next(ahead)
 
 
 def test_background_dropped_without_close_stops_its_thread() -> None:
-    before = threading.active_count()
+    before = set(threading.enumerate())
     ahead = background(iter(range(10**9)), maxsize=1)
     next(ahead)
     thread = ahead.thread
     del ahead
     gc.collect()
     thread.join(5)
-    assert not thread.is_alive() and threading.active_count() == before
+    assert not thread.is_alive() and new_threads(before) == set()
 
 
 @pytest.mark.parametrize("maxsize", [0, -1, 1.5, True])
@@ -225,32 +228,34 @@ def test_reader_refuses_bad_arguments(tmp_path: Path, name: str, value) -> None:
 def test_closing_early_stops_the_thread(tmp_path: Path) -> None:
     """The consumer stops after 3 frames of 200 while the thread waits on a full queue."""
     path = write_clip(tmp_path / "long.avi", "MJPG", 200)
-    before = threading.active_count()
+    before, count = set(threading.enumerate()), threading.active_count()
     with VideoReader(path, queue_size=2) as video:
         for frame in video:
             if frame.index == 2:
                 break
-        assert threading.active_count() == before + 1
-    assert threading.active_count() == before  # close() joined the thread
+        assert [t.name for t in new_threads(before)] == [f"VideoReader video {path}"]
+    assert new_threads(before) == set()  # close() joined the thread: no wait
+    assert threading.active_count() <= count
     assert list(video) == []  # a closed reader yields nothing more
 
 
 def test_a_reader_dropped_mid_video_stops_its_thread(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "long.avi", "MJPG", 200)
-    before = threading.active_count()
+    before = set(threading.enumerate())
     video = VideoReader(path, queue_size=1)
     next(video)
+    assert len(new_threads(before)) == 1
     del video
     gc.collect()
-    assert wait_for_threads(before) == before
+    assert new_threads(before, wait=5) == set()
 
 
 def test_a_reader_never_iterated_starts_no_thread(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "clip.avi", "MJPG", 5)
-    before = threading.active_count()
+    before = set(threading.enumerate())
     with VideoReader(path) as video:
         assert video.frame_count == 5
-    assert threading.active_count() == before
+        assert new_threads(before) == set()
 
 
 # --- truncated, corrupt and wrong files ----------------------------------------------------------------
@@ -491,7 +496,14 @@ def test_sigterm_ends_the_loop_through_finally_and_every_file_plays(tmp_path: Pa
     assert max(counts.values()) - min(counts.values()) <= 1, counts  # SIGTERM may land between two writes
 
 
-def test_sigterm_raises_terminated_and_restores_the_old_handler() -> None:
+@pytest.fixture
+def main_thread() -> None:
+    """These tests send SIGTERM to their own process: only where the handler can be installed."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set in the main thread")
+
+
+def test_sigterm_raises_terminated_and_restores_the_old_handler(main_thread) -> None:
     calls = []
 
     def old_handler(signum, frame):
@@ -512,7 +524,7 @@ def test_sigterm_raises_terminated_and_restores_the_old_handler() -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_sigterm_raises_only_once_so_cleanup_is_not_interrupted() -> None:
+def test_sigterm_raises_only_once_so_cleanup_is_not_interrupted(main_thread) -> None:
     cleaned = []
     with pytest.raises(Terminated), sigterm_raises():
         try:
