@@ -42,18 +42,26 @@ def predict_batches(model: nn.Module, loader: Iterable[Batch], device: torch.dev
     for i, (images, batch_targets) in enumerate(tqdm(loader, desc="eval", unit="batch", disable=not progress,
                                                      leave=False)):
         images = [im.to(device, non_blocking=True) for im in images]
-        synchronize(device)
-        start = time.perf_counter()
-        with autocast(device, amp):
-            batch_out = model(images)
-        synchronize(device)
+        batch_out, batch_seconds = timed_forward(model, images, device, amp)
         if i > 0 or len(loader) == 1:  # type: ignore[arg-type]
-            seconds += time.perf_counter() - start
+            seconds += batch_seconds
             timed += len(images)
         outputs += [{k: v.detach().float().cpu() if v.is_floating_point() else v.cpu() for k, v in o.items()}
                     for o in batch_out]
         targets += list(batch_targets)
     return targets, outputs, {"seconds_per_image": seconds / max(timed, 1), "images": float(len(targets))}
+
+
+def timed_forward(model: nn.Module, images: list[Tensor], device: torch.device,
+                  amp: torch.dtype | None = None) -> tuple[list[dict[str, Tensor]], float]:
+    """``model(images)`` (Detector contract) autocast to ``amp``, and its seconds with the device
+    synchronised before and after (CUDA runs asynchronously)."""
+    synchronize(device)
+    start = time.perf_counter()
+    with autocast(device, amp):
+        outputs = model(images)
+    synchronize(device)
+    return outputs, time.perf_counter() - start
 
 
 def data_loader(data: DataLoader | Dataset, batch_size: int = 8, num_workers: int = 0) -> DataLoader:

@@ -25,9 +25,10 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from classify.base.device import autocast, resolve_device, synchronize
+from classify.base.device import resolve_device, synchronize
 from classify.base.images import ImageDecodeError, open_image
 from detect.inference.detections import Detections, Timing
+from detect.inference.loop import timed_forward
 from detect.inference.model_files import load_model
 from detect.inference.prefetch import background
 from detect.inference.video import Frame
@@ -130,11 +131,8 @@ class Predictor:
         tensors = [to_tensor(d.image, self.device) for d in batch]
         synchronize(self.device)
         preprocess = (time.perf_counter() - start) / len(batch)
-        start = time.perf_counter()
-        with autocast(self.device, self.amp):
-            outputs = self.model(tensors)
-        synchronize(self.device)
-        model_seconds = (time.perf_counter() - start) / len(batch)
+        outputs, seconds = timed_forward(self.model, tensors, self.device, self.amp)
+        model_seconds = seconds / len(batch)
         results = []
         for d, tensor, out in zip(batch, tensors, outputs):
             start = time.perf_counter()
