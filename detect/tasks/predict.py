@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from torch import nn
 from tqdm import tqdm
 
 from classify.base.atomic import write_text_atomic
@@ -106,9 +107,16 @@ class PredictSummary:
         return "\n".join(lines)
 
 
-def run_predict(source: str | Path | int, model: str | Path, out: Path,
-                options: PredictOptions | None = None) -> PredictSummary:
-    """Run ``model`` (registry name, checkpoint or exported file) over ``source``; see the module docstring.
+#: called after each image or frame is written, with its detections and the run so far
+OnResult = Callable[[Detections, PredictSummary], None]
+
+
+def run_predict(source: str | Path | int, model: str | Path | nn.Module, out: Path,
+                options: PredictOptions | None = None,
+                on_result: OnResult | None = None) -> PredictSummary:
+    """Run ``model`` (registry name, checkpoint, exported file or Detector module) over ``source``;
+    see the module docstring. ``on_result(detections, summary)`` is called after each image or
+    frame is written (progress for a caller: ``summary.processed``).
 
     Raises:
         FileNotFoundError, ValueError: a source or model that cannot be used at all (nothing written).
@@ -129,9 +137,9 @@ def run_predict(source: str | Path | int, model: str | Path, out: Path,
     try:
         with sigterm_raises():  # `kill` ends the run through the writers' finally: files closed, video playable
             if found.kind == "images":
-                _predict_images(predictor, found, out, options, summary)
+                _predict_images(predictor, found, out, options, summary, on_result)
             else:
-                _predict_video(predictor, found, out, options, summary)
+                _predict_video(predictor, found, out, options, summary, on_result)
     finally:
         summary.seconds = time.perf_counter() - start
         summary.outputs["summary"] = str(out / "summary.json")
@@ -152,7 +160,7 @@ def _report(summary: PredictSummary, where: str, error: Exception) -> None:
 
 
 def _predict_images(predictor: Predictor, found: Source, out: Path, options: PredictOptions,
-                    summary: PredictSummary) -> None:
+                    summary: PredictSummary, on_result: OnResult | None) -> None:
     for skipped in found.skipped:
         _report(summary, str(skipped.path), ValueError(skipped.reason))
     jsonl, coco = JsonLinesWriter(out / "predictions.jsonl"), CocoResultsWriter(out / "results.json")
@@ -170,6 +178,8 @@ def _predict_images(predictor: Predictor, found: Source, out: Path, options: Pre
                 _write_image(out / "images" / Path(detections.source).resolve().relative_to(root),
                              draw_detections(image, detections))
             summary.add(detections)
+            if on_result is not None:
+                on_result(detections, summary)
     finally:
         for writer in writers:
             writer.close()
@@ -183,7 +193,7 @@ def _predict_images(predictor: Predictor, found: Source, out: Path, options: Pre
 
 
 def _predict_video(predictor: Predictor, found: Source, out: Path, options: PredictOptions,
-                   summary: PredictSummary) -> None:
+                   summary: PredictSummary, on_result: OnResult | None) -> None:
     given = found.video if found.kind == "video" else found.stream
     reader = VideoReader(given, stride=options.stride, allow_stream=options.stream)
     name = Path(str(found.video)).stem if found.kind == "video" else "stream"
@@ -210,6 +220,8 @@ def _predict_video(predictor: Predictor, found: Source, out: Path, options: Pred
                 if video is not None:
                     video.write(draw_detections(image, detections))
                 summary.add(detections)
+                if on_result is not None:
+                    on_result(detections, summary)
     except ValueError as error:  # a truncated or corrupt video: every readable frame is done
         if summary.processed == 0:
             raise

@@ -188,8 +188,10 @@ def two_squares_clip(path: Path, frames: int = 30) -> Path:
 
 def test_tracking_writes_stable_ids_to_every_output(tmp_path: Path) -> None:
     clip = two_squares_clip(tmp_path / "two.mp4")
-    summary = run_predict(clip, Squares(), tmp_path / "t", PredictOptions(track=True, progress=False, batch_size=4))
-    assert summary.processed == 30 and not summary.failed
+    seen: list[int] = []
+    summary = run_predict(clip, Squares(), tmp_path / "t", PredictOptions(track=True, progress=False, batch_size=4),
+                          on_result=lambda detections, so_far: seen.append(so_far.processed))
+    assert summary.processed == 30 and not summary.failed and seen == list(range(1, 31))
     records = lines(tmp_path / "t" / "predictions.jsonl")
     ids = {(d["label"], d["track_id"]) for r in records for d in r["detections"]}
     assert len(ids) == 2 and {label for label, _ in ids} == {0, 1}
