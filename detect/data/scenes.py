@@ -4,7 +4,9 @@ Each image is a textured, tinted background with distractor strokes (lines, curv
 scribbles, blobs in ink colours; never annotated), 2-8 real handwritten digits pasted
 at scales spanning COCO small / medium / large, with partial overlaps, then pixel noise and
 JPEG compression. Train, val and test draw from disjoint handwritten samples
-(:func:`classify.data.digits.split_bank`).
+(:func:`classify.data.digits.split_bank`). The drawing itself (backgrounds, digit shapes, ink
+colours, strokes, ``ALPHA_MIN``) is :mod:`detect.data.scene_draw`, shared with the videos of
+:mod:`detect.data.video_scenes`.
 
 Boxes are exact: a digit is alpha-composited with its ink intensity as alpha, alpha below
 ``ALPHA_MIN`` is set to 0, and the box is the tight bounding box of the non-zero alpha in
@@ -31,10 +33,18 @@ import numpy as np
 from classify.data.digits import SPLIT_NAMES, DigitBank, load_digit_sources, split_bank
 from detect.box_ops import box_iou
 from detect.data.scene_config import SceneConfig
+from detect.data.scene_draw import (
+    CLASS_NAMES,
+    STROKE_KINDS,
+    StrokeSpec,
+    composite,
+    draw_stroke,
+    ink_colour,
+    make_background,
+    shape_digit,
+)
 from detect.structures import Box, DatasetSplit, ImageRecord, ObjectAnnotation
 
-CLASS_NAMES = tuple(str(d) for d in range(10))
-ALPHA_MIN = 0.1  # ink alpha below this is cut to 0; a box is the bbox of alpha > 0
 SPLIT_CODES = {name: code for code, name in enumerate(SPLIT_NAMES)}
 COCO_SMALL, COCO_LARGE = 32**2, 96**2  # area thresholds in px^2
 _TRIES_PER_OBJECT = 40
@@ -116,145 +126,24 @@ def render_scene(config: SceneConfig, bank: DigitBank, split: str, index: int) -
     placed = _place_digits(rng, config, bank)
     under, over = _draw_distractor_specs(rng, config, placed)
     for spec in under:
-        _draw_distractor(canvas, rng, spec, config.min_contrast)
+        draw_stroke(canvas, rng, spec, config.min_contrast)
     digits = tuple(_paste(canvas, rng, p, bank, config.min_contrast) for p in placed)
     for spec in over:
-        _draw_distractor(canvas, rng, spec, config.min_contrast)
+        draw_stroke(canvas, rng, spec, config.min_contrast)
     sigma = config.noise_std * rng.uniform(0.4, 1.0)
     canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(sigma)
     image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return RenderedScene(image=image, digits=digits)
 
 
-# --------------------------------------------------------------------------- backgrounds
-
-
-def _upsampled_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """Smooth random field ``float32 [size, size, 3]`` in about [-0.5, 0.5]."""
-    low = rng.random((cells, cells, 3), dtype=np.float32) - 0.5
-    return cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
-
-
-def _coordinate_ramp(rng: np.random.Generator, size: int) -> np.ndarray:
-    """``float32 [size, size]`` projection of pixel positions on a random direction, in [0, 1]."""
-    theta = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    ramp = xx * np.float32(np.cos(theta)) + yy * np.float32(np.sin(theta))
-    return (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
-
-
-def _blurred_shapes(rng: np.random.Generator, canvas: np.ndarray) -> np.ndarray:
-    """``canvas`` with a few random filled shapes blended in and blurred."""
-    size = canvas.shape[0]
-    layer = canvas.copy()
-    for _ in range(int(rng.integers(2, 8))):
-        colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
-        cx, cy = (int(v) for v in rng.integers(0, size, 2))
-        r = int(rng.integers(size // 12, size // 3))
-        if rng.random() < 0.5:
-            axes = (r, int(r * rng.uniform(0.3, 1.0)))
-            cv2.ellipse(layer, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
-        else:
-            cv2.rectangle(layer, (cx - r, cy - r // 2), (cx + r, cy + r // 2), colour, -1)
-    sigma = float(rng.uniform(2.0, max(3.0, size / 20)))
-    layer = cv2.GaussianBlur(layer, (0, 0), sigma)
-    mix = np.float32(rng.uniform(0.3, 0.8))
-    return canvas * (1 - mix) + layer * mix
-
-
-def make_background(rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
-    """A tinted, textured background ``float32 [size, size, 3]``, RGB in 0-255.
-
-    A two-colour gradient, plus (scaled by ``strength`` in [0, 1]) coarse and fine smooth
-    noise fields, stripes, and blurred random shapes.
-    """
-    c0, c1 = rng.uniform(20, 235, (2, 3)).astype(np.float32)
-    t = _coordinate_ramp(rng, size)[..., None]
-    canvas = c0 * (1 - t) + c1 * t
-    s = np.float32(strength)
-    canvas += s * rng.uniform(40, 120) * _upsampled_noise(rng, size, int(rng.integers(2, 8)))
-    canvas += s * rng.uniform(5, 30) * _upsampled_noise(rng, size, max(8, size // 6))
-    if rng.random() < 0.4:
-        period = rng.uniform(size / 12, size / 2)
-        phase = rng.uniform(0, 2 * np.pi)
-        wave = np.sin(2 * np.pi * _coordinate_ramp(rng, size) * size / period + phase)
-        canvas += s * rng.uniform(10, 40) * wave[..., None] * rng.uniform(0.3, 1.0, 3).astype(
-            np.float32)
-    if strength > 0 and rng.random() < 0.6:
-        canvas = (1 - s) * canvas + s * _blurred_shapes(rng, canvas)
-    return np.clip(canvas, 0, 255).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- digit geometry
-
-
-def _ink_crop(src: np.ndarray) -> np.ndarray:
-    """``float32`` crop of ``src`` (uint8, bright ink) to its ink, scaled to peak 1."""
-    peak = float(src.max())
-    assert peak > 0, "blank source digit"
-    ys, xs = np.nonzero(src > 0.1 * peak)
-    crop = src[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32)
-    return crop / peak
-
-
-def _trim(alpha: np.ndarray) -> np.ndarray:
-    """``alpha`` with values below ``ALPHA_MIN`` zeroed, cropped to the tight bbox of the rest."""
-    alpha = np.clip(alpha, 0.0, 1.0)
-    alpha[alpha < ALPHA_MIN] = 0.0
-    ys, xs = np.nonzero(alpha)
-    assert ys.size > 0, "transform erased all ink"
-    return np.ascontiguousarray(alpha[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
-
-
-def _sharpen(alpha: np.ndarray, upscale: float) -> np.ndarray:
-    """Smoothstep contrast curve on ``alpha``: upscaled low-resolution strokes get crisp,
-    anti-aliased edges instead of a wide blurry halo; downscaled strokes are kept thick."""
-    low, high = (0.2, 0.6) if upscale > 1.5 else (0.05, 0.5)
-    t = np.clip((alpha - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _rotate_shear(alpha: np.ndarray, degrees: float, shear: float) -> np.ndarray:
-    """``alpha`` rotated by ``degrees`` and sheared horizontally by ``shear``, nothing cut off."""
-    h, w = alpha.shape
-    rad = math.radians(degrees)
-    rot = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])
-    lin = rot @ np.array([[1.0, shear], [0.0, 1.0]])
-    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64) @ lin.T
-    low, high = corners.min(0), corners.max(0)
-    out_w, out_h = (int(math.ceil(v)) + 2 for v in high - low)
-    matrix = np.hstack([lin, (1.0 - low)[:, None]])
-    return cv2.warpAffine(alpha, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
 def transform_digit(rng: np.random.Generator, src: np.ndarray, height: int,
                     config: SceneConfig) -> np.ndarray:
-    """A source digit (``uint8 [h, w]``, bright ink) as a tight alpha patch ``float32 [H, W]``.
-
-    The ink crop is scaled to ``height`` px (aspect jittered), rotated and sheared; the patch
-    is at most ``image_size - 2`` px on each side and has ink on all four borders.
+    """A source digit (``uint8 [h, w]``, bright ink) as a tight alpha patch ``float32 [H, W]``
+    in ``config``'s style (:func:`detect.data.scene_draw.shape_digit`); the patch is at most
+    ``image_size - 2`` px on each side and has ink on all four borders.
     """
-    crop = _ink_crop(src)
-    h, w = crop.shape
-    aspect = math.exp(rng.uniform(-config.max_aspect_jitter, config.max_aspect_jitter))
-    fy = height / h
-    fx = fy * aspect
-    # a zero margin keeps the interpolation from replicating edge ink into flat cut-offs
-    pad = 2
-    padded = np.pad(crop, pad)
-    size = (max(1, int(round((w + 2 * pad) * fx))), max(1, int(round((h + 2 * pad) * fy))))
-    interp = cv2.INTER_AREA if fy < 1 else cv2.INTER_CUBIC
-    alpha = _sharpen(cv2.resize(padded, size, interpolation=interp), fy)
-    degrees = rng.uniform(-config.max_rotation, config.max_rotation)
-    shear = rng.uniform(-config.max_shear, config.max_shear)
-    alpha = _trim(_rotate_shear(alpha, degrees, shear))
-    limit = config.image_size - 2
-    if max(alpha.shape) > limit:
-        scale = limit / max(alpha.shape)
-        size = (max(1, int(alpha.shape[1] * scale)), max(1, int(alpha.shape[0] * scale)))
-        alpha = _trim(cv2.resize(alpha, size, interpolation=cv2.INTER_AREA))
-    return alpha
+    return shape_digit(rng, src, height, max_rotation=config.max_rotation, max_shear=config.max_shear,
+                       max_aspect_jitter=config.max_aspect_jitter, max_side=config.image_size - 2)
 
 
 # --------------------------------------------------------------------------- placement
@@ -352,39 +241,14 @@ def _place_digits(rng: np.random.Generator, config: SceneConfig,
     return placed
 
 
-# --------------------------------------------------------------------------- colours and pasting
-
-
-def _luma(rgb: np.ndarray) -> float:
-    return float(rgb[0] * 0.299 + rgb[1] * 0.587 + rgb[2] * 0.114)
-
-
-def ink_colour(rng: np.random.Generator, background: np.ndarray, min_contrast: float) -> np.ndarray:
-    """An RGB ink colour (``float32 [3]``, 0-255) whose luma differs from the mean of
-    ``background`` (``[h, w, 3]``) by at least ``min_contrast`` where possible."""
-    bg_luma = _luma(background.reshape(-1, 3).mean(0))
-    colour = rng.uniform(0, 255, 3)
-    for _ in range(16):
-        if abs(_luma(colour) - bg_luma) >= min_contrast:
-            return colour.astype(np.float32)
-        colour = rng.uniform(0, 255, 3)
-    target = 0.0 if bg_luma > 127.5 else 255.0
-    return (target + (colour - target) * 0.25).astype(np.float32)
-
-
-def _composite(canvas: np.ndarray, alpha: np.ndarray, colour: np.ndarray, x0: int, y0: int) -> None:
-    h, w = alpha.shape
-    region = canvas[y0:y0 + h, x0:x0 + w]
-    a = alpha[..., None]
-    region *= 1.0 - a
-    region += a * colour
+# --------------------------------------------------------------------------- pasting
 
 
 def _paste(canvas: np.ndarray, rng: np.random.Generator, p: _Placement, bank: DigitBank,
            min_contrast: float) -> PastedDigit:
     x1, y1, x2, y2 = p.box
     colour = ink_colour(rng, canvas[y1:y2, x1:x2], min_contrast)
-    _composite(canvas, p.alpha, colour, p.x0, p.y0)
+    composite(canvas, p.alpha, colour, p.x0, p.y0)
     i = p.bank_index
     return PastedDigit(label=int(bank.labels[i]), box=(float(x1), float(y1), float(x2), float(y2)),
                        alpha=p.alpha, bank_index=i, digit_id=int(bank.digit_ids[i]),
@@ -394,24 +258,13 @@ def _paste(canvas: np.ndarray, rng: np.random.Generator, p: _Placement, bank: Di
 # --------------------------------------------------------------------------- distractors
 
 
-@dataclass(frozen=True)
-class _StrokeSpec:
-    kind: str
-    centre: tuple[float, float]
-    scale: float
-    thin: bool
-
-
-_STROKE_KINDS = ("curve", "line", "arc", "scribble", "blob")
-
-
 def _draw_distractor_specs(rng: np.random.Generator, config: SceneConfig,
-                           placed: list[_Placement]) -> tuple[list[_StrokeSpec], list[_StrokeSpec]]:
+                           placed: list[_Placement]) -> tuple[list[StrokeSpec], list[StrokeSpec]]:
     """Distractors drawn under the digits and (thin ones) over them; half sit next to a digit."""
     size = config.image_size
     under, over = [], []
     for _ in range(int(rng.integers(config.min_distractors, config.max_distractors + 1))):
-        kind = _STROKE_KINDS[int(rng.integers(len(_STROKE_KINDS)))]
+        kind = STROKE_KINDS[int(rng.integers(len(STROKE_KINDS)))]
         if placed and rng.random() < 0.5:
             x1, y1, x2, y2 = placed[int(rng.integers(len(placed)))].box
             w, h = x2 - x1, y2 - y1
@@ -421,60 +274,8 @@ def _draw_distractor_specs(rng: np.random.Generator, config: SceneConfig,
             centre = tuple(rng.uniform(0, size, 2))
             scale = math.exp(rng.uniform(math.log(8), math.log(size * 0.4)))
         is_over = kind != "blob" and rng.random() < 0.25
-        (over if is_over else under).append(_StrokeSpec(kind, centre, float(scale), is_over))
+        (over if is_over else under).append(StrokeSpec(kind, centre, float(scale), is_over))
     return under, over
-
-
-def _bezier(points: np.ndarray, n: int = 32) -> np.ndarray:
-    """``int32 [n, 2]`` points of the Bezier curve with control ``points`` ``[k, 2]``."""
-    t = np.linspace(0.0, 1.0, n)[:, None, None]
-    pts = np.broadcast_to(points.astype(np.float64), (n, *points.shape))
-    while pts.shape[1] > 1:  # de Casteljau
-        pts = pts[:, :-1] * (1 - t) + pts[:, 1:] * t
-    return np.rint(pts[:, 0]).astype(np.int32)
-
-
-def _stroke_mask(rng: np.random.Generator, spec: _StrokeSpec, size: int) -> np.ndarray:
-    """``uint8 [size, size]`` anti-aliased mask of one distractor."""
-    mask = np.zeros((size, size), np.uint8)
-    c, s = np.asarray(spec.centre), spec.scale
-    thick = 1 if spec.thin else max(1, int(round(s * rng.uniform(0.04, 0.12))))
-    if spec.kind == "curve":
-        pts = _bezier(c + rng.uniform(-0.8, 0.8, (4, 2)) * s)
-        cv2.polylines(mask, [pts], False, 255, thick, cv2.LINE_AA)
-    elif spec.kind == "line":
-        d = np.array([math.cos(a := rng.uniform(0, np.pi)), math.sin(a)]) * s * rng.uniform(1, 2)
-        p, q = np.rint(c - d).astype(int), np.rint(c + d).astype(int)
-        cv2.line(mask, tuple(int(v) for v in p), tuple(int(v) for v in q), 255, thick, cv2.LINE_AA)
-    elif spec.kind == "arc":
-        axes = (max(2, int(s * rng.uniform(0.2, 0.6))), max(2, int(s * rng.uniform(0.2, 0.6))))
-        start = float(rng.uniform(0, 360))
-        cv2.ellipse(mask, tuple(int(v) for v in c), axes, float(rng.uniform(0, 180)), start,
-                    start + float(rng.uniform(60, 200)), 255, thick, cv2.LINE_AA)
-    elif spec.kind == "scribble":
-        steps = rng.normal(0, s * 0.25, (int(rng.integers(4, 10)), 2))
-        pts = np.rint(c + np.cumsum(steps, axis=0)).astype(np.int32)
-        cv2.polylines(mask, [pts], False, 255, thick, cv2.LINE_AA)
-    else:  # blob: an irregular filled polygon, small
-        r = max(2.0, s * rng.uniform(0.05, 0.25))
-        ang = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(5, 9))))
-        rad = r * rng.uniform(0.5, 1.0, ang.size)
-        pts = np.rint(c + np.stack([np.cos(ang) * rad, np.sin(ang) * rad], 1)).astype(np.int32)
-        cv2.fillPoly(mask, [pts], 255, cv2.LINE_AA)
-    return mask
-
-
-def _draw_distractor(canvas: np.ndarray, rng: np.random.Generator, spec: _StrokeSpec,
-                     min_contrast: float) -> None:
-    size = canvas.shape[0]
-    mask = _stroke_mask(rng, spec, size)
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return
-    y1, y2, x1, x2 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    colour = ink_colour(rng, canvas[y1:y2, x1:x2], min_contrast)
-    alpha = mask[y1:y2, x1:x2].astype(np.float32) / 255.0
-    _composite(canvas, alpha, colour, int(x1), int(y1))
 
 
 # --------------------------------------------------------------------------- building splits
