@@ -1,5 +1,5 @@
-"""``detect data scenes|crops``: build the digit-scenes benchmark; cut a dataset's objects into an
-image folder."""
+"""``detect data scenes|video|crops``: build the digit-scenes benchmark; render a digit-scenes video
+with its ground-truth tracks; cut a dataset's objects into an image folder."""
 
 from __future__ import annotations
 
@@ -16,6 +16,33 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 
     config = config_from_args(SceneConfig, args, base=scene_config(args.preset))
     build_digit_scenes(args.out, config, force=args.force, workers=args.workers)
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from classify.base.config import config_from_args
+    from detect.data.video_config import VideoConfig, video_config
+    from detect.data.video_scenes import write_video
+
+    config = config_from_args(VideoConfig, args, base=video_config(args.preset))
+    summary = write_video(config, args.out, codec=args.codec, images=args.images, force=args.force,
+                          progress=not args.quiet)
+    s = summary.stats
+    if summary.reused:
+        print(f"the digit-scenes video in {args.out} is up to date (use --force to render it again)")
+    else:
+        print(f"rendered and encoded {s['frames']} frames of {s['width']}x{s['height']} in {summary.seconds:.1f} s "
+              f"({summary.frames_per_second:.0f} frames/s)")
+    vis = s["visibility"]
+    print(f"{s['tracks']} tracks ({s['tracks_entering']} entering, {s['tracks_leaving']} leaving), {s['rows']} boxes, "
+          f"{s['objects_per_frame']['mean']:.1f} a frame; visibility mean {vis['mean']:.2f}, "
+          f"{vis['rows_below_0.5']} boxes below 0.5; {s['crossings']} crossings, {s['occlusions']} occlusions")
+    out = summary.out
+    print(f"video:        {summary.video}")
+    print(f"ground truth: {summary.gt} (MOTChallenge: frame,id,bb_left,bb_top,bb_width,bb_height,conf,class,"
+          "visibility)")
+    print(f"also:         {out / 'seqinfo.ini'}, {out / 'labels.txt'}, {out / 'stats.json'}, "
+          f"{out / 'video_config.json'}" + (f", {out / 'img1'}/" if args.images else ""))
     return 0
 
 
@@ -50,6 +77,30 @@ def _add_scenes(data: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_scenes)
 
 
+def _add_video(data: argparse._SubParsersAction) -> None:
+    from classify.base.config import add_config_arguments
+    from detect.data.video_config import CODECS, PRESETS, VideoConfig
+
+    p = data.add_parser("video", help="render a digit-scenes video with exact ground-truth tracks (MOTChallenge)",
+                        description="Render a video of handwritten digits that move, enter and leave through "
+                        "the borders, cross and occlude each other, with its ground truth in MOTChallenge "
+                        "format: OUT/video.mp4, OUT/gt/gt.txt, OUT/seqinfo.ini, OUT/labels.txt, OUT/stats.json. "
+                        "The preset's values can be overridden by a YAML file (--config) and then by the flags "
+                        "below.")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="size preset: tiny (160x120, 40 frames), small (320x240, 300 frames) or default "
+                   "(640x480, 600 frames)")
+    p.add_argument("--codec", choices=list(CODECS), default="mp4v",
+                   help="mp4v writes video.mp4, mjpg and xvid video.avi, vp80 and vp90 video.webm (default: "
+                   "mp4v; OpenCV has no H.264 encoder here)")
+    p.add_argument("--images", action="store_true", help="also write every frame as OUT/img1/NNNNNN.jpg")
+    p.add_argument("--force", action="store_true", help="render even if OUT holds this video already")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(p, VideoConfig)
+    p.set_defaults(func=cmd_video)
+
+
 def _add_crops(data: argparse._SubParsersAction) -> None:
     p = data.add_parser("crops", help="cut every object into an image folder (for 'classify train --data')",
                         description="Cut every object of a detection dataset into OUT/<split>/<class>/*.png, "
@@ -79,4 +130,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True,
                                                                         metavar="WHAT")
     _add_scenes(data)
+    _add_video(data)
     _add_crops(data)
