@@ -92,8 +92,9 @@ def _add_video(data: argparse._SubParsersAction) -> None:
                    help="size preset: tiny (160x120, 40 frames), small (320x240, 300 frames) or default "
                    "(640x480, 600 frames)")
     p.add_argument("--codec", choices=list(CODECS), default="mp4v",
-                   help="mp4v writes video.mp4, mjpg and xvid video.avi, vp80 and vp90 video.webm (default: "
-                   "mp4v; OpenCV has no H.264 encoder here)")
+                   help="mp4v writes video.mp4, mjpg and xvid video.avi, vp80 and vp90 video.webm (slow to "
+                   "encode: tens of frames/s at 320x240, vp90 a few) (default: mp4v; OpenCV has no H.264 "
+                   "encoder here)")
     p.add_argument("--images", action="store_true", help="also write every frame as OUT/img1/NNNNNN.jpg")
     p.add_argument("--force", action="store_true", help="render even if OUT holds this video already")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
