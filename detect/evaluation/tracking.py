@@ -48,6 +48,7 @@ from detect.box_ops import box_iou
 GT_COLUMNS = ("frame", "id", "bb_left", "bb_top", "bb_width", "bb_height", "conf", "class", "visibility")
 RESULT_COLUMNS = ("frame", "id", "bb_left", "bb_top", "bb_width", "bb_height", "score", "x", "y", "z")
 _MIN_RESULT_COLUMNS = 6
+_IOU_CHUNK = 16  # frames whose boxes go through one box_iou call (larger: mostly wasted pairs)
 
 
 # --------------------------------------------------------------------------- files
@@ -119,8 +120,53 @@ def read_mot_file(path: Path | str, kind: str, max_frame: int | None = None) -> 
         raise IsADirectoryError(f"{path}: expected a MOTChallenge {kind} .txt file, found a folder")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such {kind} file")
+    table = _read_fast(path, kind, max_frame)
+    return table if table is not None else _read_checked(path, kind, max_frame)
+
+
+def _table(path: Path, kind: str, values: np.ndarray) -> MOTTable:
+    """A table from the ``float64 [N, C]`` values of a checked file."""
+    n, columns = values.shape
+    conf = values[:, 6] if columns > 6 else np.ones(n)
+    classes = values[:, 7].astype(np.int64) if kind == "gt" else np.full(n, -1, np.int64)
+    visibility = values[:, 8] if kind == "gt" else np.ones(n)
+    return MOTTable(path=path, frames=values[:, 0].astype(np.int64), ids=values[:, 1].astype(np.int64),
+                    boxes=np.ascontiguousarray(values[:, 2:6]), conf=np.ascontiguousarray(conf),
+                    classes=classes, visibility=np.ascontiguousarray(visibility))
+
+
+def _read_fast(path: Path, kind: str, max_frame: int | None) -> MOTTable | None:
+    """The table when the file is well formed (numpy's reader and vectorised checks); None
+    when anything is off, for :func:`_read_checked` to find and name the first bad line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file
+            values = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        return None
+    if values.size == 0:
+        return _table(path, kind, np.zeros((0, len(GT_COLUMNS))))
+    low, high = _column_range(kind)
+    frames, ids = values[:, 0], values[:, 1]
+    integral = np.all(frames == np.round(frames)) and np.all(ids == np.round(ids))
+    if not (low <= values.shape[1] <= high and np.isfinite(values).all() and integral and (frames >= 1).all()
+            and (values[:, 4:6] >= 0).all() and (max_frame is None or frames.max() <= max_frame)
+            and (kind != "gt" or np.all(values[:, 7] == np.round(values[:, 7])))):
+        return None
+    pairs = np.stack([frames, ids], axis=1)
+    if len(np.unique(pairs, axis=0)) != len(pairs):
+        return None
+    return _table(path, kind, values)
+
+
+def _column_range(kind: str) -> tuple[int, int]:
+    return (len(GT_COLUMNS), len(GT_COLUMNS)) if kind == "gt" else (_MIN_RESULT_COLUMNS, len(RESULT_COLUMNS))
+
+
+def _read_checked(path: Path, kind: str, max_frame: int | None) -> MOTTable:
+    """Read line by line, raising on the first malformed line."""
     names = GT_COLUMNS if kind == "gt" else RESULT_COLUMNS
-    low, high = (len(GT_COLUMNS), len(GT_COLUMNS)) if kind == "gt" else (_MIN_RESULT_COLUMNS, len(RESULT_COLUMNS))
+    low, high = _column_range(kind)
     expected = f"{low}" if low == high else f"{low} to {high}"
     frames, ids, boxes, conf, classes, visibility = [], [], [], [], [], []
     seen: dict[tuple[int, int], int] = {}
@@ -329,18 +375,37 @@ def _by_frame(table: MOTTable) -> dict[int, np.ndarray]:
     return {int(f): idx for f, idx in zip(frames, np.split(order, starts[1:]))}
 
 
+def _frame_ious(gt: MOTTable, results: MOTTable, frames: list[int], gt_rows: dict[int, np.ndarray],
+                res_rows: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Frame -> the IoU ``[gt rows, result rows]`` of that frame, computed a chunk of frames at a
+    time (one :func:`box_iou` call for many small frames)."""
+    empty = np.zeros(0, dtype=np.int64)
+    out = {}
+    for start in range(0, len(frames), _IOU_CHUNK):
+        chunk = frames[start:start + _IOU_CHUNK]
+        g = [gt_rows.get(f, empty) for f in chunk]
+        r = [res_rows.get(f, empty) for f in chunk]
+        gi, ri = np.concatenate(g), np.concatenate(r)
+        big = box_iou(_xyxy(gt.boxes[gi]), _xyxy(results.boxes[ri])) if len(gi) and len(ri) else None
+        g0 = np.cumsum([0] + [len(x) for x in g])
+        r0 = np.cumsum([0] + [len(x) for x in r])
+        for k, f in enumerate(chunk):
+            out[f] = big[g0[k]:g0[k + 1], r0[k]:r0[k + 1]] if big is not None else np.zeros((len(g[k]), len(r[k])))
+    return out
+
+
 def _frames(gt: MOTTable, results: MOTTable, iou: float, min_visibility: float) -> tuple[list[_Frame], int, int]:
     """The scored boxes of every frame, after the ignore rules; and the ignored / dropped counts."""
     from scipy.optimize import linear_sum_assignment
 
     ignored = (gt.conf == 0) | (gt.visibility < min_visibility)
     gt_rows, res_rows = _by_frame(gt), _by_frame(results)
+    frames = sorted(set(gt_rows) | set(res_rows))
+    ious = _frame_ious(gt, results, frames, gt_rows, res_rows)
     empty = np.zeros(0, dtype=np.int64)
     out, dropped = [], 0
-    for frame in sorted(set(gt_rows) | set(res_rows)):
-        g, r = gt_rows.get(frame, empty), res_rows.get(frame, empty)
-        gb, rb = gt.boxes[g], results.boxes[r]
-        sim = box_iou(_xyxy(gb), _xyxy(rb)) if len(g) and len(r) else np.zeros((len(g), len(r)))
+    for frame in frames:
+        g, r, sim = gt_rows.get(frame, empty), res_rows.get(frame, empty), ious[frame]
         ign = ignored[g]
         if ign.any() and len(r):
             score = np.where(sim >= iou, sim, 0.0)
@@ -352,7 +417,7 @@ def _frames(gt: MOTTable, results: MOTTable, iou: float, min_visibility: float) 
             r, sim = r[keep_r], sim[:, keep_r]
         g, sim = g[~ign], sim[~ign]
         if len(g) or len(r):
-            out.append(_Frame(frame, gt.ids[g], results.ids[r], sim))
+            out.append(_Frame(frame, gt.ids[g], results.ids[r], np.ascontiguousarray(sim)))
     return out, int(ignored.sum()), dropped
 
 

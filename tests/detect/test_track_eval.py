@@ -172,6 +172,19 @@ def test_malformed_files_name_the_file_and_line(tmp_path: Path, kind: str, text:
         read_mot_file(path, kind)
 
 
+def test_blank_lines_and_trailing_commas_read_as_a_clean_file(gt_file: Path, tmp_path: Path) -> None:
+    """numpy's fast reader (clean files) and the line-by-line one (anything else) agree."""
+    messy = tmp_path / "messy.txt"
+    messy.write_text("\n" + "".join(line + ",\r\n\n" for line in gt_file.read_text().split()))
+    clean, other = read_mot_file(gt_file, "gt"), read_mot_file(messy, "gt")
+    for name in ("frames", "ids", "boxes", "conf", "classes", "visibility"):
+        assert np.array_equal(getattr(clean, name), getattr(other, name)), name
+        assert getattr(clean, name).dtype == getattr(other, name).dtype, name
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert len(read_mot_file(empty, "results")) == 0  # a tracker that found nothing
+
+
 def test_wrong_paths_and_frames_past_the_sequence(gt_file: Path, tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError, match="found a folder"):
         read_mot_file(tmp_path, "gt")
