@@ -78,7 +78,7 @@ from detect.data.scene_draw import (
 from detect.data.video_config import CODECS, VideoConfig
 
 __all__ = ["CODECS", "FrameObject", "VideoFrame", "VideoRenderer", "VideoSummary", "gt_row", "is_written",
-           "video_bank", "write_video"]
+           "open_writer", "video_bank", "write_video"]
 
 SEQUENCE_NAME = "digit-scenes"
 _NOISE_FIELDS = 4  # pre-drawn noise fields; each frame takes a random window of one
