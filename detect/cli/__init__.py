@@ -12,11 +12,11 @@ import argparse
 from collections.abc import Sequence
 
 from classify.base.cli import command_parser, run_main
-from detect.cli import bench, convert, data, demo, evaluate, list_detectors, train, validate
+from detect.cli import bench, convert, data, demo, evaluate, export, list_detectors, train, validate
 
 DESCRIPTION = "object detection on the classify backbones: datasets, training, evaluation, benchmarks"
 #: the verbs in the order ``detect --help`` lists them
-VERBS = (demo, data, convert, validate, train, evaluate, bench, list_detectors)
+VERBS = (demo, data, convert, validate, train, evaluate, bench, export, list_detectors)
 
 
 def build_parser() -> argparse.ArgumentParser:

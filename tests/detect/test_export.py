@@ -1,6 +1,6 @@
 """detect.export: every registered detector family as ONNX and TorchScript, run back through the
 Detector contract and compared with eager PyTorch on random images; metadata, bad files, refused
-models.
+models and ``detect export`` end to end.
 
 Random-initialised detectors are close to input-independent (their activations fade through the
 untrained backbone, so every box gets the same few scores and the order of ties is arbitrary):
@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from classify.base.checkpoint import save_checkpoint
+from detect.cli import main as detect_main
 from detect.export.exporter import ExportResult, build_graph, export_detector
 from detect.export.graph import NotExportable
 from detect.export.metadata import FORMAT, METADATA_KEY
@@ -349,3 +350,56 @@ def test_bad_files_are_refused_clearly(tmp_path: Path) -> None:
     onnx.save(model, str(foreign))
     with pytest.raises(ValueError, match="not this project's export metadata"):
         load_exported(foreign)
+
+
+# ----------------------------------------------------------------------------- detect export
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``detect train``-style checkpoint of a small Faster R-CNN (random weights)."""
+    kwargs = dict(backbone="resnet18", fpn=False, out_channels=32, representation_size=64)
+    torch.manual_seed(0)
+    model = get_detector("faster_rcnn", num_classes=2, image_size=64, **kwargs)
+    folder = tmp_path_factory.mktemp("checkpoint")
+    return save_checkpoint(folder / "best.pt", model.state_dict(), class_names=["cat", "dog"],
+                           config={"detector": "faster_rcnn", "image_size": 64, "detector_kwargs": kwargs})
+
+
+def test_cli_exports_a_checkpoint(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = detect_main(["export", str(tiny_checkpoint), "--score-threshold", "0.1", "--max-det", "20"])
+    out = capsys.readouterr().out
+    path = tiny_checkpoint.with_suffix(".onnx")
+    assert code == 0 and path.is_file()
+    assert f"to {path}" in out and "onnx, opset 18" in out and " MB" in out
+    assert "agrees with eager PyTorch" in out and "labels agree" in out and "largest box difference" in out
+    detector = load_exported(path)
+    assert detector.class_names == ["cat", "dog"] and detector.metadata.source == str(tiny_checkpoint)
+    assert detector.postprocess_settings().score_threshold == 0.1
+    assert detector.postprocess_settings().max_detections == 20
+    target = tmp_path / "out"
+    code = detect_main(["export", str(tiny_checkpoint), "--format", "torchscript", "--out", f"{target}/", "--iou",
+                        "0.6"])
+    assert code == 0 and (target / "best.torchscript").is_file()
+    assert load_exported(target / "best.torchscript").postprocess_settings().nms_threshold == 0.6
+
+
+def test_cli_errors_are_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kwargs = dict(backbone="resnet18", fpn=False, out_channels=32, representation_size=64, extra_test_sizes=[96])
+    model = get_detector("faster_rcnn", num_classes=2, image_size=64, **kwargs)
+    multi = save_checkpoint(tmp_path / "multi.pt", model.state_dict(), class_names=["cat", "dog"],
+                            config={"detector": "faster_rcnn", "image_size": 64, "detector_kwargs": kwargs})
+    cases = [
+        ([str(multi)], "error: faster_rcnn: cannot export a multi-size test"),
+        ([str(tmp_path / "absent.pt")], "error: checkpoint not found"),
+        ([str(tiny_checkpoint), "--opset", "9"], "error: opset 9: expected 16 to 20"),
+        ([str(tiny_checkpoint), "--iou", "2"], "error: NMS IoU threshold: expected a number in [0, 1], got 2.0"),
+        ([str(tiny_checkpoint), "--format", "torchscript", "--simplify"], "error: --simplify goes with --format onnx"),
+        ([str(tiny_checkpoint), "--model", "yolov8n"], "error: expected a registry detector name or a checkpoint"),
+        ([str(tiny_checkpoint), "--device", "cuda"], "error: --device cuda goes with --format torchscript"),
+    ]
+    for args, message in cases:
+        code = detect_main(["export", *args, "--out", str(tmp_path / "x.onnx")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(message) and err.count("\n") == 1, (args, err)
+    assert not (tmp_path / "x.onnx").exists()
