@@ -12,7 +12,8 @@ head and predictor):
    in Python), pad to a multiple of ``size_divisible``;
 2. RPN: per level the ``pre_nms_top_n`` best anchors of each image, decoded and clipped, small
    and low-scoring ones dropped, NMS per (image, level), the ``post_nms_top_n`` best an image;
-3. RoIAlign over the proposals of every image at once (the image index in each RoI), box head,
+3. RoIAlign over the proposals of every image at once (the image index in each RoI; the RoIs
+   grouped by pyramid level), box head,
    class-specific boxes decoded and clipped, background dropped, ``score > score_thresh``, empty
    boxes dropped, NMS per (image, class), the ``detections_per_img`` best an image;
 4. boxes scaled back to the input's pixels, labels made 0-based.
@@ -206,26 +207,29 @@ class RCNNGraph(ExportGraph):
         order = keep_first_per_image(order, image, num_images, rpn.post_nms_top_n())
         return boxes[order], image[order]
 
-    def _pool(self, features: OrderedDict[str, Tensor], proposals: Tensor, proposal_image: Tensor) -> Tensor:
-        """torchvision's ``MultiScaleRoIAlign`` with the RoIs' image indices given (``_multiscale_roi_align``)."""
+    def _pool(self, features: OrderedDict[str, Tensor], proposals: Tensor,
+              proposal_image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """torchvision's ``MultiScaleRoIAlign`` (``_multiscale_roi_align``) with the RoIs' image
+        indices given: ``(pooled, proposals, proposal_image)``, the proposals reordered level by
+        level to match the pooled features (concatenated, rather than scattered back into the
+        original order: every RoI is processed on its own from here on, and the final NMS sorts)."""
         pool = self.roi_heads.box_roi_pool
         maps = [f for k, f in features.items() if k in pool.featmap_names]  # as _filter_input
         rois = torch.cat((proposal_image.to(proposals.dtype)[:, None], proposals), 1)
         if len(maps) == 1:
-            return roi_align(maps[0], rois, pool.output_size, pool.scales[0], pool.sampling_ratio)
+            return roi_align(maps[0], rois, pool.output_size, pool.scales[0], pool.sampling_ratio), proposals, \
+                proposal_image
         levels = pool.map_levels([proposals])
-        pooled = torch.zeros((rois.shape[0], maps[0].shape[1], *pool.output_size), dtype=maps[0].dtype,
-                             device=maps[0].device)
-        for level, (feature, scale) in enumerate(zip(maps, pool.scales)):
-            index = torch.where(levels == level)[0]
-            part = roi_align(feature, rois[index], pool.output_size, scale, pool.sampling_ratio)
-            pooled = pooled.scatter(0, index.view(-1, 1, 1, 1).expand_as(part), part.to(pooled.dtype))
-        return pooled
+        members = [torch.where(levels == level)[0] for level in range(len(maps))]
+        pooled = torch.cat([roi_align(feature, rois[index], pool.output_size, scale, pool.sampling_ratio)
+                            for feature, scale, index in zip(maps, pool.scales, members)])
+        order = torch.cat(members)
+        return pooled, proposals[order], proposal_image[order]
 
     def _detections(self, features: OrderedDict[str, Tensor], proposals: Tensor, proposal_image: Tensor,
                     num_images: Tensor | int, height: Tensor, width: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         heads = self.roi_heads
-        pooled = self._pool(features, proposals, proposal_image)
+        pooled, proposals, proposal_image = self._pool(features, proposals, proposal_image)
         class_logits, box_regression = heads.box_predictor(heads.box_head(pooled))
         boxes = clip_to(_decode(heads.box_coder, box_regression, proposals), height, width)  # [P, C + 1, 4]
         scores = F.softmax(class_logits, -1)
