@@ -76,8 +76,12 @@ def register_antialias_resize() -> None:
                               g.op("Constant", value_t=torch.tensor([2])))
         sizes = g.op("Concat", batch_channels, size, axis_i=0)
         empty = g.op("Constant", value_t=torch.tensor([], dtype=torch.float32))
-        return g.op("Resize", image, empty, empty, sizes, mode_s="linear", coordinate_transformation_mode_s="half_pixel",
-                    antialias_i=1, exclude_outside_i=1)
+        resized = g.op("Resize", image, empty, empty, sizes, mode_s="linear",
+                       coordinate_transformation_mode_s="half_pixel", antialias_i=1, exclude_outside_i=1)
+        kind = image.type()
+        if isinstance(kind, torch._C.TensorType) and kind.dim() is not None:  # rank and dtype, sizes unknown
+            resized.setType(kind.with_sizes([None] * kind.dim()))
+        return resized
 
     register_custom_op_symbolic("aten::_upsample_bilinear2d_aa", resize_antialias, ANTIALIAS_OPSET)
     _registered = True
@@ -113,6 +117,9 @@ def write_onnx(graph: ExportGraph, example: Tensor, path: Path, metadata_json: s
         import onnxslim
 
         model = onnxslim.slim(model)
+        # onnxslim's shape inference gives the antialiased Resize a rank-0 output, which the checker
+        # refuses; the intermediate shapes are optional (ONNX Runtime infers its own)
+        del model.graph.value_info[:]
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata_json

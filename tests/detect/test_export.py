@@ -164,6 +164,16 @@ def test_mixed_sizes_run_one_call_per_size(family) -> None:
         assert_same_detections(reference, detector(images))
 
 
+@pytest.mark.parametrize(("case", "opset"), [("yolov8n", 18), ("faster_rcnn-c4", 16)])
+def test_simplified_onnx_and_other_opsets_match(case: str, opset: int, tmp_path: Path) -> None:
+    model = build(case)
+    result = export_detector(model, CLASSES, tmp_path / "slim.onnx", opset=opset, simplify=True)
+    assert result.opset == opset == onnx.load(str(result.path)).opset_import[0].version
+    images = list(torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(6)))
+    with torch.no_grad():
+        assert assert_same_detections(model(images), load_exported(result.path)(images)) > 0
+
+
 # ----------------------------------------------------------------------------- metadata and files
 
 
