@@ -12,11 +12,12 @@ import argparse
 from collections.abc import Sequence
 
 from classify.base.cli import command_parser, run_main
-from detect.cli import bench, convert, data, demo, eval_track, evaluate, list_detectors, predict, train, validate
+from detect.cli import (bench, convert, data, demo, eval_track, evaluate, export, list_detectors, predict, train,
+                        validate)
 
 DESCRIPTION = "object detection on the classify backbones: prediction on images and video, datasets, training, evaluation, benchmarks"
 #: the verbs in the order ``detect --help`` lists them
-VERBS = (demo, predict, data, convert, validate, train, evaluate, eval_track, bench, list_detectors)
+VERBS = (demo, predict, data, convert, validate, train, evaluate, eval_track, bench, export, list_detectors)
 
 
 def build_parser() -> argparse.ArgumentParser:
