@@ -12,8 +12,19 @@ import argparse
 from collections.abc import Sequence
 
 from classify.base.cli import command_parser, run_main
-from detect.cli import (bench, convert, data, demo, eval_track, evaluate, export, list_detectors, predict, train,
-                        validate)
+from detect.cli import (
+    bench,
+    convert,
+    data,
+    demo,
+    eval_track,
+    evaluate,
+    export,
+    list_detectors,
+    predict,
+    train,
+    validate,
+)
 
 DESCRIPTION = "object detection on the classify backbones: prediction on images and video, datasets, training, evaluation, benchmarks"
 #: the verbs in the order ``detect --help`` lists them

@@ -60,7 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="COCO results .json, or a folder of YOLO <image stem>.txt (save_txt + save_conf)")
     source.add_argument("--model", metavar="NAME", help="registry detector to run over the split (see 'detect list')")
     source.add_argument("--checkpoint", type=Path, metavar="PATH",
-                        help="a checkpoint written by 'detect train' (best.pt/last.pt), run over the split")
+                        help="a checkpoint written by 'detect train' (best.pt/last.pt), or a file written by "
+                             "'detect export' (ONNX, TorchScript), run over the split")
     p.add_argument("--predictions-format", choices=["coco", "yolo"], help="format of --predictions (default: detected)")
     p.add_argument("--weights", type=Path, metavar="PATH", help="local weights for --model (nothing is downloaded)")
     p.add_argument("--image-size", type=int, nargs="+", metavar="N",

@@ -101,6 +101,25 @@ def _load_file(path: Path, device: torch.device, backend: str | None, image_size
     return LoadedModel(model, _require_names(list(model.class_names), str(path)), kind, str(path))
 
 
+def load_spec(spec: DetectorSpec, device: torch.device | str,
+              class_names: list[str] | None = None) -> tuple[nn.Module, list[str]]:
+    """:meth:`DetectorSpec.load`, where the checkpoint may also be a file written by ``detect export``.
+
+    Raises:
+        ValueError: an exported file asked to run at another input size, or trained on other classes.
+    """
+    if spec.checkpoint is None or not Path(spec.checkpoint).is_file() or file_backend(Path(spec.checkpoint)) == "torch":
+        return spec.load(device, class_names)
+    loaded = _load_file(Path(spec.checkpoint), torch.device(device), None,
+                        spec.image_size[0] if len(spec.image_size) == 1 else None)
+    if len(spec.image_size) > 1:
+        raise ValueError(f"{spec.checkpoint}: an exported model runs at one input size, not {list(spec.image_size)}")
+    if class_names is not None and loaded.class_names != list(class_names):
+        raise ValueError(f"{spec.checkpoint} predicts classes {loaded.class_names[:6]}, but the dataset has "
+                         f"{list(class_names)[:6]}")
+    return loaded.model, loaded.class_names
+
+
 def _require_names(names: list[str], where: str) -> list[str]:
     if not names:
         raise ValueError(f"{where}: the model has no class names (a checkpoint written by 'detect train' and an "

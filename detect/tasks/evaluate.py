@@ -17,6 +17,7 @@ from detect.evaluation.outputs import write_outputs
 from detect.evaluation.report import EvaluationReport, evaluate_all
 from detect.evaluation.results_io import read_results
 from detect.inference.evaluate import evaluate_detector
+from detect.inference.model_files import load_spec
 from detect.models.loading import DetectorSpec, input_sizes
 from detect.structures import DatasetSplit
 
@@ -111,7 +112,7 @@ def run_evaluation(
         report = evaluate_all(data.class_names, targets, outputs, score_threshold=score_threshold, iou=iou,
                               backend=backend)
     else:
-        net, _ = spec.load(device, data.class_names)
+        net, _ = load_spec(spec, device, data.class_names)
         evaluation = evaluate_detector(net, data, device=device, batch_size=batch_size,
                                        score_threshold=score_threshold, iou=iou, backend=backend)
         report, targets, outputs = evaluation.report, evaluation.targets, evaluation.outputs

@@ -256,3 +256,27 @@ def test_track_verb_is_predict_with_tracking(tmp_path: Path, capsys: pytest.Capt
                  "--out", str(tmp_path / "t"), "--no-progress"])
     capsys.readouterr()
     assert code == 0 and (tmp_path / "t" / "tracks.txt").is_file() and (tmp_path / "t" / "copy.webm").is_file()
+
+
+def test_exported_files_run_through_the_same_predictor_and_evaluator(checkpoint: Path, scenes: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from detect.inference.predictor import Predictor
+
+    onnx_file, script_file = tmp_path / "model.onnx", tmp_path / "model.torchscript"
+    assert main(["export", str(checkpoint), "--out", str(onnx_file), "--score-threshold", "0.05"]) == 0
+    assert main(["export", str(checkpoint), "--format", "torchscript", "--out", str(script_file),
+                 "--score-threshold", "0.05"]) == 0
+    images = sorted((scenes / "coco" / "images" / "val").iterdir())
+    eager = Predictor(checkpoint, conf=0.05)(images)
+    for path, backend in ((onnx_file, "onnxruntime"), (script_file, "torchscript")):
+        predictor = Predictor(path, conf=0.05)
+        assert predictor.backend == backend and predictor.class_names == CLASSES
+        for a, b in zip(eager, predictor(images)):
+            assert len(a) == len(b) and np.array_equal(np.sort(a.labels), np.sort(b.labels))
+            np.testing.assert_allclose(np.sort(a.scores), np.sort(b.scores), atol=1e-4)
+    for name, model in (("e1", checkpoint), ("e2", onnx_file)):
+        assert main(["eval", str(scenes / "coco"), "--split", "val", "--checkpoint", str(model),
+                     "--out", str(tmp_path / name), "--examples", "0"]) == 0
+    capsys.readouterr()
+    first, second = (json.loads((tmp_path / e / "metrics.json").read_text())["coco"] for e in ("e1", "e2"))
+    assert first["AP50"] == pytest.approx(second["AP50"], abs=1e-3) and first["AP"] == pytest.approx(second["AP"], abs=1e-3)
