@@ -54,7 +54,8 @@ def image_list(data: Path, count: int, out: Path) -> Path:
 
 def digit_video(out: Path, frames: int, seed: int = 0) -> Path:
     """The digit-scenes video of ``frames`` frames (rendered once, then reused): its folder."""
-    from detect.data.video_scenes import video_config, write_video
+    from detect.data.video_config import video_config
+    from detect.data.video_scenes import write_video
 
     folder = out / f"video_{frames}"
     write_video(video_config("small", frames=frames, seed=seed), folder, progress=False)  # 320x240, the scenes' scale
@@ -110,24 +111,42 @@ def throughput(checkpoint: Path, images: Path, video: Path, batch_sizes: Sequenc
 # ------------------------------------------------------------------------------- (b) backends
 
 
-def backends(models: Sequence[tuple[str, str | Path]], image_paths: Sequence[Path], out: Path, rounds: int,
-             image_size: int | None) -> list[dict]:
-    """Latency an image at batch 1, round-robin over eager / onnxruntime / TorchScript of each model."""
-    from detect.export.exporter import export_model
+def bench_models(checkpoint: Path, peer: str, peer_size: int) -> list[tuple[str, object, list[str]]]:
+    """(label, module, class names) of (b): the checkpoint's detector (its crop rescorer, which no
+    exporter can take, switched off) and the peer at ``peer_size``."""
+    import torch
+
+    from detect.inference.model_files import load_model
+
+    device = torch.device("cpu")
+    ours = load_model(checkpoint, device=device)
+    if getattr(ours.model, "rescorer", None) is not None:
+        ours.model.rescorer = None
+        label = f"{checkpoint} (rescoring off)"
+    else:
+        label = str(checkpoint)
+    theirs = load_model(peer, device=device, image_size=peer_size)
+    return [(label, ours.model, ours.class_names), (f"{peer} {peer_size} px", theirs.model, theirs.class_names)]
+
+
+def backends(models: Sequence[tuple[str, object, list[str]]], image_paths: Sequence[Path], out: Path,
+             rounds: int) -> list[dict]:
+    """Latency an image at batch 1, round-robin over eager / onnxruntime / TorchScript of each model,
+    every one at score threshold 0.25 (baked into the files: the same NMS work as eager)."""
+    from detect.export.exporter import export_detector
     from detect.inference.predictor import Predictor, decode
+    from detect.models.postprocess import configure_postprocess
 
     images = [decode(p).image for p in image_paths]
     rows = []
-    for label, model in models:
-        files = {fmt: export_model(model, out / f"{Path(str(label)).stem}.{ext}", fmt, image_size=image_size)
-                 for fmt, ext in (("onnx", "onnx"), ("torchscript", "torchscript"))}
-        runners = {"eager": Predictor(model, image_size=image_size, conf=0.25),
+    for i, (label, module, names) in enumerate(models):
+        configure_postprocess(module, score_threshold=0.25)
+        files = {fmt: export_detector(module, names, out / f"model{i}.{fmt}", fmt).path for fmt in ("onnx", "torchscript")}
+        runners = {"eager": Predictor(module, class_names=names, conf=0.25),
                    "onnxruntime": Predictor(files["onnx"], conf=0.25),
                    "torchscript": Predictor(files["torchscript"], conf=0.25)}
         times: dict[str, list[float]] = {name: [] for name in runners}
-        results: dict[str, list] = {}
-        for name, runner in runners.items():  # warm-up, and the detections compared
-            results[name] = runner(images)
+        results = {name: runner(images) for name, runner in runners.items()}  # warm-up, and the detections compared
         for _ in range(rounds):
             for image in images:
                 for name, runner in runners.items():
@@ -264,9 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps: dict[str, Callable[[], object]] = {
         "throughput": lambda: throughput(args.checkpoint, image_list(args.data, args.images, args.out),
                                          digit_video(args.out, args.frames) / "video.mp4", args.batch_size, args.out),
-        "backends": lambda: backends([(str(args.checkpoint), args.checkpoint), (args.peer, args.peer)],
+        "backends": lambda: backends(bench_models(args.checkpoint, args.peer, args.peer_size),
                                      [Path(x) for x in image_list(args.data, 20, args.out).read_text().splitlines()],
-                                     args.out, args.rounds, None),
+                                     args.out, args.rounds),
         "memory": lambda: memory(args.peer, digit_video(args.out, args.memory_frames) / "video.mp4", args.out,
                                  args.peer_size, (1000, args.memory_frames)),
         "tracking": lambda: tracking(args.checkpoint, digit_video(args.out, args.frames), args.out,

@@ -21,7 +21,8 @@ STAGES = ("decode", "preprocess", "model", "postprocess")
 class Timing:
     """Seconds spent on one image in each stage.
 
-    ``decode``: reading the file or frame into pixels; ``preprocess``: pixels to the model's input
+    ``decode``: reading the file into pixels (0 for video frames, which the video reader decodes in
+    its own thread while the model runs); ``preprocess``: pixels to the model's input
     tensor on its device; ``model``: the detector's forward (its own resize, normalisation and NMS
     included), the batch's time shared equally by its images, the device synchronised;
     ``postprocess``: back to the CPU, class filter, tracking.
