@@ -412,6 +412,29 @@ def _check_constraints(value: Any, spec: Constraints) -> None:
         raise _Mismatch(kind + spec.describe(), value, hint=hint)
 
 
+def from_preset(presets: Mapping[str, T], preset: str, kind: str, **overrides: Any) -> T:
+    """``presets[preset]`` with ``overrides`` applied (``dataclasses.replace``); ``kind`` names the
+    presets in errors (``"scene"`` -> "unknown scene preset ...").
+
+    Raises:
+        ValueError: an unknown preset or field, with the closest name ("did you mean ...").
+    """
+    import difflib
+
+    if preset not in presets:
+        close = difflib.get_close_matches(preset, list(presets), n=1)
+        raise ValueError(f"unknown {kind} preset {preset!r}; known: {sorted(presets)}"
+                         + (f"; did you mean {close[0]!r}?" if close else ""))
+    base = presets[preset]
+    names = {f.name for f in dataclasses.fields(base)}
+    for key in overrides:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            raise ValueError(f"unknown {type(base).__name__} field {key!r}"
+                             + (f"; did you mean {close[0]!r}?" if close else ""))
+    return dataclasses.replace(base, **overrides)
+
+
 def check_fields(cfg: Any) -> None:
     """Check each field of a config instance against its type and :func:`param` constraints.
 

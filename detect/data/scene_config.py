@@ -3,10 +3,10 @@ and its named presets. Torch-free, so the command line builds its flags instantl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
-from classify.base.config import check_fields, param
+from classify.base.config import check_fields, from_preset, param
 from classify.data.digits import DIGIT_SOURCES
 
 
@@ -94,16 +94,4 @@ PRESETS: dict[str, SceneConfig] = {
 
 def scene_config(preset: str = "default", **overrides: Any) -> SceneConfig:
     """The preset ``preset`` with ``overrides`` applied, e.g. ``scene_config("tiny", seed=3)``."""
-    import difflib
-
-    if preset not in PRESETS:
-        close = difflib.get_close_matches(preset, PRESETS, n=3)
-        raise ValueError(f"unknown scene preset {preset!r}; known: {sorted(PRESETS)}"
-                         + (f"; did you mean {close[0]!r}?" if close else ""))
-    names = {f.name for f in fields(SceneConfig)}
-    for key in overrides:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            raise ValueError(f"unknown SceneConfig field {key!r}"
-                             + (f"; did you mean {close[0]!r}?" if close else ""))
-    return replace(PRESETS[preset], **overrides)
+    return from_preset(PRESETS, preset, "scene", **overrides)

@@ -3,10 +3,10 @@ and its named presets. Torch-free and OpenCV-free, so the command line builds it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
-from classify.base.config import check_fields, param
+from classify.base.config import check_fields, from_preset, param
 from classify.data.digits import DIGIT_SOURCES, SPLIT_NAMES
 
 #: codec name -> (file suffix, OpenCV fourcc): what OpenCV's FFmpeg writes here (it has no H.264 encoder)
@@ -114,16 +114,4 @@ PRESETS: dict[str, VideoConfig] = {
 
 def video_config(preset: str = "default", **overrides: Any) -> VideoConfig:
     """The preset ``preset`` with ``overrides`` applied, e.g. ``video_config("tiny", seed=3)``."""
-    import difflib
-
-    if preset not in PRESETS:
-        close = difflib.get_close_matches(preset, PRESETS, n=1)
-        raise ValueError(f"unknown video preset {preset!r}; known: {sorted(PRESETS)}"
-                         + (f"; did you mean {close[0]!r}?" if close else ""))
-    names = {f.name for f in fields(VideoConfig)}
-    for key in overrides:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            raise ValueError(f"unknown VideoConfig field {key!r}"
-                             + (f"; did you mean {close[0]!r}?" if close else ""))
-    return replace(PRESETS[preset], **overrides)
+    return from_preset(PRESETS, preset, "video", **overrides)
