@@ -13,7 +13,24 @@ import torch
 
 from classify.base.images import ImageDecodeError, ImageTooLargeError, open_image
 
-__all__ = ["ImageDecodeError", "ImageTooLargeError", "read_image"]
+__all__ = ["ImageDecodeError", "ImageTooLargeError", "read_image", "read_rgb"]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to a writable ``uint8[H, W, 3]`` RGB array.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ImageTooLargeError: the header claims more pixels than the limit (nothing is decoded).
+        ImageDecodeError: (a ``ValueError``) the file is empty, truncated, or not an image Pillow
+            can decode; the message is ``cannot decode image PATH: <reason>``.
+    """
+    path = Path(path)
+    with open_image(path) as im:
+        try:
+            return np.array(im.convert("RGB"))
+        except Exception as e:  # noqa: BLE001 - Pillow raises many types for corrupt files
+            raise ImageDecodeError(path, str(e) or type(e).__name__) from None
 
 
 def read_image(path: Path) -> torch.Tensor:
@@ -26,10 +43,4 @@ def read_image(path: Path) -> torch.Tensor:
         ImageDecodeError: (a ``ValueError``) the file is empty, truncated, or not an image Pillow
             can decode; the message is ``cannot decode image PATH: <reason>``.
     """
-    path = Path(path)
-    with open_image(path) as im:
-        try:
-            pixels = np.asarray(im.convert("RGB"))
-        except Exception as e:  # noqa: BLE001 - Pillow raises many types for corrupt files
-            raise ImageDecodeError(path, str(e) or type(e).__name__) from None
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+    return torch.from_numpy(read_rgb(path)).permute(2, 0, 1)

@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from classify.base.device import resolve_device, synchronize
-from classify.base.images import ImageDecodeError, open_image
+from detect.data.image_io import read_rgb
 from detect.inference.detections import Detections, Timing
 from detect.inference.loop import timed_forward
 from detect.inference.model_files import load_model
@@ -204,20 +204,6 @@ def decode(item: ImageInput, index: int = 0) -> Decoded:
     else:
         raise ValueError(f"input {index}: expected a path, a PIL image, an array or a tensor, got {type(item).__name__}")
     return Decoded(image, source, seconds=time.perf_counter() - start)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """The image file at ``path`` as ``uint8[H, W, 3]`` RGB.
-
-    Raises:
-        FileNotFoundError: no file there.
-        classify.base.images.ImageDecodeError: not an image, truncated or corrupt pixels, or over the pixel limit.
-    """
-    with open_image(path) as im:
-        try:
-            return np.array(im.convert("RGB"))
-        except (OSError, ValueError) as exc:  # a header that opens, pixels that do not
-            raise ImageDecodeError(path, str(exc) or type(exc).__name__) from None
 
 
 def _decode_or_error(item: ImageInput, index: int) -> Decoded | tuple[str, Exception]:
