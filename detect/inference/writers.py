@@ -29,19 +29,27 @@ def output_stem(detections: Detections) -> str:
     return stem if detections.frame is None else f"{stem}_{detections.frame + 1}"
 
 
-class JsonLinesWriter:
-    """``path``: one :meth:`Detections.to_dict` a line, flushed after each."""
+class _FlushedText:
+    """A text file at ``path`` written as the run goes: each :meth:`_append` is flushed, so a
+    crash keeps every finished line."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._file: IO[str] = open(self.path, "w", encoding="utf-8")
 
-    def write(self, detections: Detections) -> None:
-        self._file.write(json.dumps(detections.to_dict()) + "\n")
+    def _append(self, text: str) -> None:
+        self._file.write(text)
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
+
+
+class JsonLinesWriter(_FlushedText):
+    """``path``: one :meth:`Detections.to_dict` a line, flushed after each."""
+
+    def write(self, detections: Detections) -> None:
+        self._append(json.dumps(detections.to_dict()) + "\n")
 
 
 class CocoResultsWriter:
@@ -84,23 +92,16 @@ class YoloTxtWriter:
         pass
 
 
-class MotWriter:
-    """Tracks at ``path`` in MOTChallenge results format (frames 1-based), a line flushed at a time."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._file: IO[str] = open(self.path, "w", encoding="utf-8")
+class MotWriter(_FlushedText):
+    """Tracks at ``path`` in MOTChallenge results format (frames 1-based), a frame flushed at a time."""
 
     def write(self, detections: Detections) -> None:
         if detections.track_ids is None or detections.frame is None:
             raise ValueError("MotWriter: expected tracked video detections (frame index and track ids)")
-        for track_id, (x, y, w, h), score in zip(detections.track_ids, detections.xywh, detections.scores):
-            self._file.write(f"{detections.frame + 1},{int(track_id)},{x:.2f},{y:.2f},{w:.2f},{h:.2f},"
-                             f"{float(score):.5f},-1,-1,-1\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
+        self._append("".join(f"{detections.frame + 1},{int(track_id)},{x:.2f},{y:.2f},{w:.2f},{h:.2f},"
+                             f"{float(score):.5f},-1,-1,-1\n"
+                             for track_id, (x, y, w, h), score in zip(detections.track_ids, detections.xywh,
+                                                                      detections.scores)))
 
 
 class CropWriter:
