@@ -1,0 +1,78 @@
+"""``detect serve`` as a real process on a free loopback port, for the API tests (not the in-process client)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from classify.base.checkpoint import save_checkpoint
+from detect.models.registry import get_detector
+
+CLASSES = [str(d) for d in range(10)]
+TINY_KWARGS = {"backbone": "resnet18", "fpn": False, "out_channels": 32, "representation_size": 64}
+
+
+def tiny_model(folder: Path, name: str = "tiny") -> Path:
+    """A seeded, untrained Faster R-CNN (ResNet-18, no FPN, 96 px) saved the way ``detect train`` saves it."""
+    torch.manual_seed(0)
+    model = get_detector("faster_rcnn", num_classes=10, image_size=96, **TINY_KWARGS)
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(folder / f"{name}.pt", model.state_dict(), class_names=CLASSES,
+                           config={"detector": "faster_rcnn", "image_size": 96, "detector_kwargs": TINY_KWARGS})
+
+
+class ServiceProcess:
+    """``python -m detect serve --port 0 ...`` in its own process; ``url`` once it printed that it is ready.
+
+    ``env`` adds environment variables (``DETECT_SERVE_API_KEY``...); the project's settings file is
+    replaced by an empty one so only the flags and ``env`` count.
+    """
+
+    def __init__(self, model_dir: Path, data_dir: Path, *flags: str, default_model: str = "tiny",
+                 env: dict[str, str] | None = None, timeout: float = 120.0) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        settings = data_dir / "service.yaml"
+        settings.write_text("{}\n")
+        command = [sys.executable, "-m", "detect", "serve", "--port", "0", "--model-dir", str(model_dir),
+                   "--default-model", default_model, "--data-dir", str(data_dir), "--threads", "1", *flags]
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1", "DETECT_SERVE_CONFIG": str(settings), **(env or {})}
+        self.log = data_dir / "server.log"
+        self._log = open(self.log, "w")
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, text=True, env=environ)
+        self.url = self._ready(timeout)
+
+    def _ready(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if found := re.search(r"ready at (http://\S+/)", line):
+                return found.group(1)
+            if time.monotonic() > deadline:
+                break
+        self.stop()
+        raise RuntimeError(f"detect serve did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Send ``sig`` and wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._log.close()
+        return code
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
