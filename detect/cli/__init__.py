@@ -22,13 +22,14 @@ from detect.cli import (
     export,
     list_detectors,
     predict,
+    serve,
     train,
     validate,
 )
 
-DESCRIPTION = "object detection on the classify backbones: prediction on images and video, datasets, training, evaluation, benchmarks"
+DESCRIPTION = "object detection on the classify backbones: a detection service, prediction on images and video, datasets, training, evaluation, benchmarks"
 #: the verbs in the order ``detect --help`` lists them
-VERBS = (demo, predict, data, convert, validate, train, evaluate, eval_track, bench, export, list_detectors)
+VERBS = (serve, demo, predict, data, convert, validate, train, evaluate, eval_track, bench, export, list_detectors)
 
 
 def build_parser() -> argparse.ArgumentParser:
