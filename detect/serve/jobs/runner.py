@@ -1,7 +1,8 @@
 """The worker pool that runs the jobs of a :class:`~detect.serve.jobs.store.JobStore`.
 
     >>> runner = JobRunner(store, settings, models)   # settings: data_dir, data_root, device, job_workers
-    >>> runner.start()                                # recover(), then settings.job_workers threads
+    >>> runner.recover()                              # jobs a killed server left running: queued again or failed
+    >>> runner.start()                                # settings.job_workers threads
     >>> job = runner.submit(runner.new_job_id(), "track", "digits-frcnn-r18", {"conf": 0.3}, upload, total=250)
     >>> runner.cancel(job.id)                         # the running job stops within a frame
     >>> runner.stop()                                 # on shutdown: running jobs checkpoint and go back to the queue
@@ -23,7 +24,7 @@ What happens when a server stops:
   jobs; evaluations rerun from the start), or marks it ``failed`` with "interrupted by a server
   restart at frame N; ..." when it cannot be: its input video is gone, or it was started
   :data:`MAX_ATTEMPTS` times already (a job that kills its server is not retried forever).
-  Recovery assumes one server process per database: jobs ``running`` at its start are its
+  Run it at start, before :meth:`JobRunner.start`; it assumes one server process per database: jobs ``running`` at its start are its
   predecessor's.
 """
 
@@ -89,8 +90,7 @@ class JobRunner:
         return self.data_dir / "jobs" / job_id
 
     def start(self) -> None:
-        """Recover the jobs a previous server left running, then start the workers."""
-        self.recover()
+        """Start the workers (call :meth:`recover` first: it is for jobs of a previous server)."""
         for i in range(self.settings.job_workers):
             thread = threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
             thread.start()

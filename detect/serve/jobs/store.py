@@ -303,7 +303,7 @@ class JobStore:
         """How many jobs are in each state (every state listed, 0 included)."""
         query = sa.select(jobs.c.state, sa.func.count()).group_by(jobs.c.state)
         with self.engine.connect() as conn:
-            found = dict(conn.execute(query).tuples().all())
+            found = dict(conn.execute(query).all())
         return {state: found.get(state, 0) for state in STATES}
 
     def interrupted(self) -> list[Job]:
