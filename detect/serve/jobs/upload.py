@@ -1,5 +1,8 @@
 """The ``POST /v1/jobs`` form, received as it streams: text fields kept, the video written to disk.
 
+A form with a video is ``multipart/form-data``; one without (an evaluation) may also be
+``application/x-www-form-urlencoded``.
+
 The multipart body is parsed chunk by chunk (python-multipart's streaming parser), so a video
 never sits in memory: the part named ``file`` goes straight to its file on disk, its bytes
 counted as they arrive. Past ``max_file_bytes`` the upload stops at once with a 413 and the
@@ -12,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from python_multipart.exceptions import ParseError
@@ -23,7 +27,8 @@ from detect.serve.errors import ApiError
 FILE_FIELD = "file"
 #: the text fields of a form together, at most
 MAX_FIELD_BYTES = 64 * 1024
-EXPECTED_FORM = "multipart/form-data with the field 'kind' (and 'file', the video, for detect/track)"
+EXPECTED_FORM = ("multipart/form-data with the field 'kind' and the video in 'file' (detect/track), or "
+                 "application/x-www-form-urlencoded (evaluate)")
 
 
 @dataclass
@@ -109,25 +114,35 @@ class _Receiver:
             self._file = None
 
 
-def _boundary(request: Request) -> bytes:
-    content_type = request.headers.get("content-type", "")
-    kind, options = parse_options_header(content_type)
-    if kind != b"multipart/form-data" or not options.get(b"boundary"):
-        raise ApiError(415, "a job is submitted as a multipart form", expected=EXPECTED_FORM,
-                       got=f"Content-Type {content_type!r}" if content_type else "no Content-Type")
-    return options[b"boundary"]
+async def _url_encoded(request: Request) -> ReceivedForm:
+    """A form without a file (``application/x-www-form-urlencoded``: an evaluate job)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FIELD_BYTES:
+            raise ApiError(413, "the form is too long", expected=f"at most {MAX_FIELD_BYTES} bytes of fields",
+                           got=f"more than {MAX_FIELD_BYTES} bytes")
+    return ReceivedForm(fields=dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)))
 
 
 async def receive_form(request: Request, destination: Path, max_file_bytes: int) -> ReceivedForm:
-    """The form of ``request``, its file part (the field ``file``) written to ``destination``.
+    """The form of ``request`` (multipart, or URL-encoded when it has no file), its file part
+    (the field ``file``) written to ``destination``.
 
     Raises:
-        ApiError: 415 not a multipart form; 400 a malformed body; 413 a file over ``max_file_bytes``
-            or text fields over :data:`MAX_FIELD_BYTES`; 422 a file in another field, or two.
-            On any error (these, a client gone, the body limit) ``destination`` is removed.
+        ApiError: 415 not a form; 400 a malformed body; 413 a file over ``max_file_bytes`` or
+            text fields over :data:`MAX_FIELD_BYTES`; 422 a file in another field, or two. On
+            any error (these, a client gone, the body limit) ``destination`` is removed.
     """
+    content_type = request.headers.get("content-type", "")
+    kind, options = parse_options_header(content_type)
+    if kind == b"application/x-www-form-urlencoded":
+        return await _url_encoded(request)
+    if kind != b"multipart/form-data" or not options.get(b"boundary"):
+        raise ApiError(415, "a job is submitted as a form", expected=EXPECTED_FORM,
+                       got=f"Content-Type {content_type!r}" if content_type else "no Content-Type")
     receiver = _Receiver(destination, max_file_bytes)
-    parser = MultipartParser(_boundary(request), receiver.callbacks())
+    parser = MultipartParser(options[b"boundary"], receiver.callbacks())
     try:
         async for chunk in request.stream():
             parser.write(chunk)

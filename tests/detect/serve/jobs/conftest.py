@@ -101,13 +101,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder serving one seeded, untrained Faster R-CNN (ResNet-18, no FPN, 64 px) as ``tiny``,
-    whose class ``2`` scores 0.997 on every proposal: a few confident, steady boxes a frame, so
+    whose class ``1`` scores 0.997 on every proposal: a few confident, steady boxes a frame, so
     that ByteTrack starts tracks."""
     torch.manual_seed(0)
     kwargs = {"backbone": "resnet18", "fpn": False}
     model = get_detector("faster_rcnn", num_classes=10, image_size=64, **kwargs)
     with torch.no_grad():
-        model.roi_heads.box_predictor.cls_score.bias[2] += 8.0
+        model.roi_heads.box_predictor.cls_score.bias[2] += 8.0  # column 0 is the background
     folder = tmp_path_factory.mktemp("models")
     save_checkpoint(folder / f"{MODEL}.pt", model.state_dict(), class_names=CLASSES,
                     config={"detector": "faster_rcnn", "image_size": 64, "detector_kwargs": kwargs})
