@@ -74,7 +74,8 @@ async def submit_job(request: Request, response: Response) -> JobOut:
     try:
         job = await run_in_threadpool(_submit, request.app.state, job_id, form)
     except BaseException:
-        upload.unlink(missing_ok=True)
+        for left in runner.upload_dir.glob(f"{job_id}.*"):  # the upload, renamed or not
+            left.unlink(missing_ok=True)
         raise
     response.headers["Location"] = request.url_for("get_job", job_id=job.id).path
     return _out(request, job)

@@ -3,7 +3,7 @@
     >>> runner = JobRunner(store, settings, models)   # settings: data_dir, data_root, device, job_workers
     >>> runner.recover()                              # jobs a killed server left running: queued again or failed
     >>> runner.start()                                # settings.job_workers threads
-    >>> job = runner.submit(runner.new_job_id(), "track", "digits-frcnn-r18", {"conf": 0.3}, upload, total=250)
+    >>> job = runner.submit(new_job_id(), "track", "digits-frcnn-r18", {"conf": 0.3}, upload, total=250)
     >>> runner.cancel(job.id)                         # the running job stops within a frame
     >>> runner.stop()                                 # on shutdown: running jobs checkpoint and go back to the queue
 
@@ -24,8 +24,8 @@ What happens when a server stops:
   jobs; evaluations rerun from the start), or marks it ``failed`` with "interrupted by a server
   restart at frame N; ..." when it cannot be: its input video is gone, or it was started
   :data:`MAX_ATTEMPTS` times already (a job that kills its server is not retried forever).
-  Run it at start, before :meth:`JobRunner.start`; it assumes one server process per database: jobs ``running`` at its start are its
-  predecessor's.
+  Run it at start, before :meth:`JobRunner.start`. It assumes one server process per database:
+  the jobs ``running`` when it starts are its predecessor's.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class JobRunner:
         while not self._stopping.is_set():
             try:
                 job = self.store.claim()
-            except Exception:  # noqa: BLE001 - the database is down: keep polling, never lose the worker
+            except Exception:  # the database is down: keep polling, never lose the worker
                 log.exception("cannot claim a job")
                 job = None
             if job is None:
@@ -182,10 +182,10 @@ class JobRunner:
         except JobStopped as stop:
             if stop.reason == SHUTDOWN:
                 self._requeue(job, progress)
-            else:
+            elif (now := self.store.get(job.id)) is not None and now.finished:  # not if stop() queued it again
                 self._discard_input(job)
             log.info("job %s stopped at frame %d: %s", job.id, progress.next_frame, stop.reason)
-        except Exception as error:  # noqa: BLE001 - any failure of the job is its own, never the worker's
+        except Exception as error:  # any failure of the job is its own, never the worker's
             log.warning("job %s failed: %s", job.id, _reason(error), exc_info=not isinstance(error, (OSError, ValueError)))
             self.store.transition(job.id, ("running",), "failed", error=_reason(error), finished_at=utc_now(),
                                   processed=progress.processed, checkpoint_frame=progress.next_frame, rate=None)

@@ -20,15 +20,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 import torch
+from job_clips import squares_clip
 
 from classify.base.checkpoint import save_checkpoint
 from detect.data.build import build_digit_scenes
 from detect.data.scene_config import scene_config
-from detect.inference.video import VideoWriter
 from detect.models.registry import get_detector
 from detect.serve.models import ModelStore
 from detect.serve.settings import ServiceSettings
@@ -75,7 +74,7 @@ def postgres_url() -> Iterator[str]:
         yield url
     finally:
         subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
+                       check=False, capture_output=True, timeout=60)
         shutil.rmtree(data.parent, ignore_errors=True)
 
 
@@ -131,19 +130,6 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(tmp_path: Path, model_dir: Path, data_root: Path) -> ServiceSettings:
     return ServiceSettings(model_dir=model_dir, default_model=MODEL, data_dir=tmp_path / "service",
                            data_root=data_root, max_video_mb=1.0, job_workers=1)
-
-
-def squares_clip(path: Path, frames: int = 20, size: tuple[int, int] = (64, 48)) -> Path:
-    """Two bright squares moving across a dark frame, ``frames`` frames at 10 fps (any container
-    :class:`VideoWriter` writes)."""
-    width, height = size
-    with VideoWriter(path, 10, size) as video:
-        for i in range(frames):
-            image = np.full((height, width, 3), 30, np.uint8)
-            image[4:20, 2 + 2 * i:18 + 2 * i] = (250, 40, 40)
-            image[26:44, width - 20 - i:width - 2 - i] = (40, 250, 40)
-            video.write(image)
-    return path
 
 
 @pytest.fixture

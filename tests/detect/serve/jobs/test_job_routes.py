@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from job_clips import squares_clip
 from PIL import Image
 
-from conftest import squares_clip
 from detect.serve.errors import install_handlers
 from detect.serve.jobs.routes import router
 from detect.serve.jobs.runner import JobRunner
