@@ -23,7 +23,7 @@ from detect.serve.jobs.store import Job, JobStore
 from detect.serve.models import ModelStore
 from detect.serve.settings import ServiceSettings
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[3]
 FRAMES = 20
 PARAMS = {"conf": 0.3, "max_det": 5}
 

@@ -1,5 +1,5 @@
-"""Fixtures of the job tests: the jobs database on SQLite and on PostgreSQL, a tiny served model,
-tiny clips, a digit-scenes dataset under a data root, service settings.
+"""Fixtures of the service tests (the job tests use them): the jobs database on SQLite and on PostgreSQL,
+a tiny served model, tiny clips, a digit-scenes dataset under a data root, service settings.
 
 PostgreSQL: ``DETECT_TEST_POSTGRES_URL`` (``.ci/run`` sets it) names a server whose role may create
 schemas; without it, a throwaway cluster is started from Debian's server binaries
