@@ -102,6 +102,7 @@ def test_models_health_readiness_metrics_and_openapi(client: httpx.Client) -> No
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] and ready.json()["database"] == "ok"
+    assert client.post("/v1/detect", content=image_bytes()).status_code == 200
     metrics = client.get("/metrics").text
     for name in ("detect_http_requests_total", "detect_http_request_seconds_bucket", "detect_batch_size_bucket",
                  "detect_queue_depth", "detect_jobs"):

@@ -13,11 +13,9 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
+from service_process import ServiceProcess
 
 from detect.serve.jobs.store import Job, JobStore
-
-ServiceProcess = pytest.importorskip("service_process", reason="detect serve's process helper "
-                                     "(tests/detect/serve/service_process.py) is not here yet").ServiceProcess
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 120, what: str = "") -> None:
