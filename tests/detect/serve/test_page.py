@@ -1,0 +1,300 @@
+"""The web page at ``/`` end to end: the real ``detect serve`` in a subprocess, driven in Debian's
+headless Chromium by Playwright (the system browser: Playwright's own download is not available).
+
+One run without an API key: models listed, an image uploaded (boxes on the canvas and rows in the
+table are the ones ``/v1/detect`` answered), a video job followed to its annotated VP8 video
+(played by the ``<video>`` element) and listed under past jobs; a full-page screenshot is saved to
+``runs/test-artifacts/service-page.png`` and to the test's ``tmp_path``. One run with a key: the
+page shows the 401 message until the right key is entered.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from classify.base.checkpoint import save_checkpoint
+from detect.inference.video import VideoWriter
+from detect.models.registry import get_detector
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: flags that keep Chromium off every network but loopback (no updates, sync, QUIC, first-run pings)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parents[3]
+ARTIFACTS = ROOT / "runs" / "test-artifacts"
+CLASSES = [str(d) for d in range(10)]
+MODEL = "tiny-frcnn"
+API_KEY = "page-test-key-1234"
+READY = re.compile(r"detect serve: ready at (http://\S+/)")
+#: seconds the service gets to load its model and print its address
+START_TIMEOUT = 120
+#: the page's threshold for the untrained model (the API's floor): it scores every box low
+CONF = "0.01"
+#: detections kept: the top few, so that the screenshot stays readable
+MAX_DET = 8
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium "
+                                                     "(apt-get install chromium chromium-driver)"),
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding one seeded, untrained Faster R-CNN saved the way 'detect train' saves it."""
+    torch.manual_seed(0)
+    kwargs = {"backbone": "resnet18", "fpn": False}
+    model = get_detector("faster_rcnn", num_classes=10, image_size=96, **kwargs)
+    folder = tmp_path_factory.mktemp("models")
+    save_checkpoint(folder / f"{MODEL}.pt", model.state_dict(), class_names=CLASSES,
+                    config={"detector": "faster_rcnn", "image_size": 96, "detector_kwargs": kwargs})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 320x240 PNG of bright shapes on a gradient, and a 10-frame 64x48 video of a moving square."""
+    folder = tmp_path_factory.mktemp("media")
+    rng = np.random.default_rng(0)
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[:] = np.linspace(40, 200, 320, dtype=np.uint8)[None, :, None]
+    for _ in range(6):
+        x, y = int(rng.integers(0, 260)), int(rng.integers(0, 180))
+        cv2.rectangle(image, (x, y), (x + 56, y + 56), [int(c) for c in rng.integers(0, 256, 3)], -1)
+    cv2.imwrite(str(folder / "shapes.png"), image)
+    with VideoWriter(folder / "square.avi", fps=10, size=(64, 48)) as video:
+        for i in range(10):
+            frame = np.full((48, 64, 3), 30, np.uint8)
+            frame[12:32, 4 + 4 * i:24 + 4 * i] = (250, 220, 40)
+            video.write(frame)
+    return {"image": folder / "shapes.png", "video": folder / "square.avi"}
+
+
+class Service:
+    """``detect serve`` in a subprocess on a free port; ``url`` once it has printed that it is ready."""
+
+    def __init__(self, model_dir: Path, data_dir: Path, api_key: str | None = None) -> None:
+        # settings from the environment (a CI's database URL, a key) would leak in: the test gives its own
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DETECT_SERVE_")} | {"PYTHONUNBUFFERED": "1"}
+        if api_key:
+            env["DETECT_SERVE_API_KEY"] = api_key
+        self.log = data_dir / "service.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "detect", "serve", "--port", "0", "--model-dir", str(model_dir),
+                   "--default-model", MODEL, "--data-dir", str(data_dir), "--threads", "1"]
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = self._wait_ready()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def _wait_ready(self) -> str:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            if match := READY.search(line):
+                return match.group(1)
+        self.stop()
+        pytest.fail(f"detect serve did not get ready in {START_TIMEOUT} s (exit code {self.process.returncode}); "
+                    f"its log:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, url: str):
+    """A fresh browser context (no stored key) at ``url``; page errors and console errors are collected."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda error: page.problems.append(f"page error: {error}"))
+    page.on("console", lambda msg: page.problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" else None)
+    page.goto(url)
+    return page
+
+
+def save_screenshot(page, tmp_path: Path, name: str) -> Path:
+    page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / name)
+    return shot
+
+
+def table_rows(page) -> list[dict]:
+    """The detections table as the page shows it, in the detections' original order."""
+    rows = page.eval_on_selector_all("#detections tbody tr[data-index]", """rows => rows.map(r => ({
+        index: Number(r.dataset.index), name: r.cells[1].textContent, score: r.cells[2].textContent,
+        box: r.cells[3].textContent}))""")
+    return sorted(rows, key=lambda r: r["index"])
+
+
+def canvas_pixel(page, x: float, y: float, image_width: int) -> list[int]:
+    """RGBA of the boxes canvas at pixel (x, y) of the uploaded image, ``image_width`` pixels wide."""
+    return page.evaluate("""([x, y, width]) => {
+        const canvas = document.getElementById('image-canvas');
+        const scale = canvas.width / width;
+        return Array.from(canvas.getContext('2d').getImageData(Math.floor(x * scale), Math.floor(y * scale), 1, 1).data);
+    }""", [x, y, image_width])
+
+
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
+           "#469990", "#800000", "#808000", "#000075", "#bfef45", "#fabed4", "#dcbeff", "#ffd8b1", "#aaffc3", "#a9a9a9"]
+
+
+def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: dict[str, Path], browser,
+                                                       tmp_path: Path) -> None:
+    service = Service(model_dir, tmp_path / "serve")
+    try:
+        page = open_page(browser, service.url)
+        # the model picker: the one model, selected as the default, its classes listed
+        page.wait_for_selector(f"#model option[value='{MODEL}']", state="attached")
+        assert page.input_value("#model") == MODEL
+        assert page.locator("#model-classes li").all_text_contents() == CLASSES  # folded away: not inner text
+        assert "torch" in page.inner_text("#model-info")
+
+        # an image: the table and the canvas show what /v1/detect answered
+        page.fill("#conf", CONF)
+        page.fill("#max-det", str(MAX_DET))
+        with page.expect_response(lambda r: "/v1/detect" in r.url) as answer:
+            page.set_input_files("#image-file", media["image"])
+        assert answer.value.status == 200
+        assert f"conf={CONF}" in answer.value.url and f"max_det={MAX_DET}" in answer.value.url
+        result = answer.value.json()
+        assert result["image"] == {"width": 320, "height": 240}
+        detections = result["detections"]
+        assert len(detections) == MAX_DET, "the untrained model found too little at conf 0.01: change the test image"
+        page.wait_for_selector("#detections tbody tr[data-index]")
+        rows = table_rows(page)  # scores shown to 3 decimals, box corners to whole pixels
+        assert [r["index"] for r in rows] == list(range(len(detections)))
+        for row, d in zip(rows, detections):
+            assert row["name"] == d["name"] and float(row["score"]) == pytest.approx(d["score"], abs=5e-4)
+            assert [float(v) for v in row["box"].split(",")] == pytest.approx(d["box"], abs=0.5)
+        assert page.inner_text("#image-summary").startswith(f"{len(detections)} detection")
+        assert "model" in page.inner_text("#timing")
+        last = detections[-1]  # drawn last: its left edge is on top of every other box
+        x1, y1, _, y2 = last["box"]
+        pixel = canvas_pixel(page, x1, (y1 + y2) / 2, 320)
+        expected = PALETTE[last["label"] % len(PALETTE)]
+        assert pixel[3] > 200 and all(abs(pixel[c] - int(expected[1 + 2 * c:3 + 2 * c], 16)) < 40 for c in range(3)), \
+            (pixel, expected)
+        page.click("#detections th button[data-sort='score']")  # sorted by score, descending first: now ascending
+        scores = [float(s) for s in page.locator("#detections tbody td:nth-child(3)").all_inner_texts()]
+        assert scores == sorted(scores)
+
+        # a video job: progress to the end, the annotated video playable, its files linked
+        page.set_input_files("#video-file", media["video"])
+        page.evaluate("""() => { window.jobStates = [];  // every state the badge shows, in order
+            new MutationObserver(() => window.jobStates.push(document.getElementById('job-state').textContent))
+                .observe(document.getElementById('job-state'), {childList: true}); }""")
+        with page.expect_response(lambda r: r.url.endswith("/v1/jobs") and r.request.method == "POST") as created:
+            page.click("#video-start")
+        assert created.value.status == 201, created.value.text()
+        job = created.value.json()
+        assert job["kind"] == "detect" and job["model"] == MODEL
+        page.wait_for_selector("#job-state.succeeded", timeout=120_000)
+        seen = page.evaluate("window.jobStates")
+        assert seen[0] in ("queued", "running") and seen[-1] == "succeeded", seen
+        assert page.eval_on_selector("#job-progress", "p => p.value") == 1
+        assert page.inner_text("#job-status").startswith("10 of 10 frames")
+        assert page.is_hidden("#job-cancel")
+        page.wait_for_function("""() => { const v = document.getElementById('job-video');
+            return !v.hidden && v.readyState >= 2 && v.duration > 0 && v.videoWidth > 0; }""")
+        video = page.eval_on_selector("#job-video", """v => new Promise(done => {  // played to the end
+            v.addEventListener('ended', () => done({src: v.src, width: v.videoWidth, time: v.currentTime, error: v.error}));
+            v.play(); })""")
+        assert video["width"] == 64 and video["error"] is None and video["time"] > 0
+        answer = httpx.get(video["src"])
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("video/webm")
+        links = page.locator("#job-links a").all_inner_texts()
+        assert "summary (JSON)" in links and len(links) >= 3, links
+
+        # past jobs: the job is listed, succeeded, with its result links
+        row = page.locator("#jobs tbody tr", has_text=job["id"])
+        row.wait_for()
+        assert row.locator(".badge").inner_text() == "succeeded"
+        assert row.locator("td.links a").count() >= 2
+        assert page.inner_text("#jobs-range") == "1–1 of 1"
+
+        save_screenshot(page, tmp_path, "service-page.png")
+        assert not page.problems, page.problems
+    finally:
+        service.stop()
+
+
+def test_page_asks_for_the_api_key(model_dir: Path, media: dict[str, Path], browser, tmp_path: Path) -> None:
+    service = Service(model_dir, tmp_path / "serve", api_key=API_KEY)
+    try:
+        page = open_page(browser, service.url)
+        notice = page.locator("#notice")
+        notice.wait_for()
+        assert "This service needs an API key" in notice.inner_text()
+        assert "Error 401" in notice.inner_text() and "X-API-Key" in notice.inner_text()
+        assert page.locator("#model option").all_inner_texts() == ["no models"]
+        assert page.is_hidden("#models-failed") and page.is_hidden("#jobs-error")  # said once, at the top
+
+        page.fill("#api-key", "not-the-key-at-all")
+        page.click("#key-form button")
+        page.wait_for_function("document.getElementById('notice').textContent.includes('refused')")
+        assert page.locator("#model option").all_inner_texts() == ["no models"]
+
+        page.fill("#api-key", API_KEY)
+        page.click("#key-form button")
+        page.wait_for_selector(f"#model option[value='{MODEL}']", state="attached")
+        assert page.is_hidden("#notice")
+        page.fill("#conf", CONF)
+        page.set_input_files("#image-file", media["image"])
+        page.wait_for_selector("#detections tbody tr")
+        assert page.is_hidden("#image-error")
+
+        page.reload()  # the key is kept in localStorage
+        page.wait_for_selector(f"#model option[value='{MODEL}']", state="attached")
+        assert page.input_value("#api-key") == API_KEY and page.is_hidden("#notice")
+        assert not [p for p in page.problems if "401" not in p], page.problems
+    finally:
+        service.stop()
