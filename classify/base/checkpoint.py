@@ -66,6 +66,17 @@ def save_checkpoint(path: str | Path, model_state: Mapping[str, torch.Tensor], *
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+
+def copy_checkpoint(src: str | Path, dst: str | Path, *, half: bool = False) -> Path:
+    """Rewrite the checkpoint ``src`` at ``dst`` (atomically), its floating-point weights in float16
+    when ``half``: half the file, for shipping. :func:`load_state_strict` upcasts them on load
+    (``load_state_dict`` copies into the model's float32 parameters). Config, class names, metrics
+    and extra are kept; the software versions are those of this run."""
+    ckpt = load_checkpoint(src)
+    state = {k: v.half() if half and v.is_floating_point() else v for k, v in ckpt.model.items()}
+    return save_checkpoint(dst, state, config=ckpt.config, class_names=ckpt.class_names, metrics=ckpt.metrics,
+                           extra=ckpt.extra)
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
 

@@ -77,7 +77,7 @@ def pillow_open() -> Callable[..., Image.Image]:
     return _OPEN_AT_IMPORT
 
 
-def _pillow_bomb_pixels(error: Exception) -> int | None:
+def pillow_bomb_pixels(error: Exception) -> int | None:
     """The pixel count in Pillow's ``DecompressionBombError`` message, when it has one."""
     found = re.search(r"\((\d+) pixels\)", str(error))
     return int(found.group(1)) if found else None
@@ -105,7 +105,7 @@ def open_image(path: str | Path) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = pillow_open()(path)  # not a library's wrapper, which may hide the reason
     except Image.DecompressionBombError as e:
-        pixels = _pillow_bomb_pixels(e)
+        pixels = pillow_bomb_pixels(e)
         reason = too_large_reason(None, None, pixels, MAX_IMAGE_PIXELS) if pixels else str(e)
         raise ImageTooLargeError(path, reason) from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for unreadable files

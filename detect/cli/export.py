@@ -6,6 +6,7 @@ Examples::
     detect export runs/detect/quick/best.pt --format torchscript --out model.torchscript
     detect export --model yolov8n --weights yolov8n.pt --image-size 640 --iou 0.6 --simplify
     detect export best.pt --score-threshold 0.25 --max-det 50 --opset 17
+    detect export best.pt --format checkpoint --half --out models/my-model.pt   # float16 weights, half the file
 
 The file holds the whole detector (resize / letterbox, network, NMS) and its metadata; it runs
 through the Detector contract again with ``detect.export.load_exported``.
@@ -23,7 +24,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run_export(checkpoint=args.checkpoint, model=args.model, weights=args.weights, fmt=args.format, out=args.out,
                opset=args.opset, image_size=args.image_size, iou=args.iou, score_threshold=args.score_threshold,
-               max_det=args.max_det, simplify=args.simplify, check=not args.no_check, device=args.device)
+               max_det=args.max_det, simplify=args.simplify, check=not args.no_check, device=args.device,
+               half=args.half)
     return 0
 
 
@@ -41,7 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a checkpoint written by 'detect train' (best.pt/last.pt); or give --model")
     p.add_argument("--model", metavar="NAME", help="registry detector to export instead (see 'detect list')")
     p.add_argument("--weights", type=Path, metavar="PATH", help="local weights for --model (nothing is downloaded)")
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="file format (default onnx)")
+    p.add_argument("--format", choices=["onnx", "torchscript", "checkpoint"], default="onnx",
+                   help="file format (default onnx); checkpoint: a copy of the checkpoint, with --half in float16")
+    p.add_argument("--half", action="store_true",
+                   help="with --format checkpoint: store the weights in float16 (half the file; upcast on load)")
     p.add_argument("--out", metavar="PATH",
                    help="file to write, or a folder for the default name (default: beside the checkpoint or "
                         "weights, else runs/export/NAME.onnx)")

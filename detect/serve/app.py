@@ -27,8 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import detect
 from detect.serve.batching import Batcher
 from detect.serve.errors import install_handlers
-from detect.serve.jobs.runner import JobRunner
 from detect.serve.jobs.routes import router as jobs_router
+from detect.serve.jobs.runner import JobRunner
 from detect.serve.jobs.store import JobStore
 from detect.serve.limits import BodyLimit
 from detect.serve.metrics import CONTENT_TYPE, ServiceMetrics

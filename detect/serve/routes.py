@@ -21,8 +21,8 @@ from detect.serve.batching import Batched, QueueFull
 from detect.serve.errors import ERROR_RESPONSES, ApiError
 from detect.serve.models import MAX_DETECTIONS, SCORE_FLOOR, ServedModel, select
 from detect.serve.schemas import (
-    DetectResponse,
     Detection,
+    DetectResponse,
     Health,
     ImageSize,
     ModelInfo,

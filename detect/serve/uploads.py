@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from classify.base.images import pillow_open
+from classify.base.images import pillow_bomb_pixels, pillow_open
 from detect.inference.sniff import image_format, video_container
 from detect.serve.errors import ApiError
 
@@ -64,8 +64,9 @@ def decode_upload(data: bytes, max_pixels: int, what: str = "the upload") -> np.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = pillow_open()(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ApiError(413, f"{what} claims too many pixels ({exc})", expected=f"at most {max_pixels} pixels",
-                       got=f"a {fmt} image") from None
+        pixels = pillow_bomb_pixels(exc)
+        raise ApiError(413, f"{what} is a {fmt} image of {pixels or 'too many'} pixels, over the limit of {max_pixels}",
+                       expected=f"at most {max_pixels} pixels (width x height)", got=f"{pixels} pixels") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for unreadable headers
         reason = "Pillow cannot identify it" if "cannot identify" in str(exc) else str(exc)
         raise ApiError(422, f"{what} is a {fmt} image whose header cannot be read ({reason})",
@@ -76,7 +77,7 @@ def decode_upload(data: bytes, max_pixels: int, what: str = "the upload") -> np.
                        expected=f"at most {max_pixels} pixels (width x height)", got=f"{width}x{height}")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # Pillow warns, then raises, on truncated data: the error is the answer
             rgb = image.convert("RGB")
             rgb.load()
     except Exception as exc:  # noqa: BLE001 - corrupt or truncated data: Pillow's own reason

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-from classify.base.checkpoint import load_checkpoint
+from classify.base.checkpoint import copy_checkpoint, load_checkpoint
 from detect.export.exporter import SUFFIXES, ExportResult, check_size, export_detector
 from detect.export.parity import Parity, compare_detections, synthetic_image
 from detect.export.runtime import load_exported
 from detect.models.loading import DetectorSpec
 from detect.models.postprocess import configure_postprocess
 
-__all__ = ["ExportReport", "default_output", "run_export"]
+__all__ = ["ExportReport", "default_output", "export_checkpoint", "run_export"]
 
 DEFAULT_FOLDER = Path("runs/export")
 
@@ -70,14 +70,16 @@ def run_export(
     simplify: bool = False,
     check: bool = True,
     device: str = "cpu",
+    half: bool = False,
     echo: Callable[[str], None] = print,
-) -> ExportReport:
+) -> ExportReport | Path:
     """Export one detector and check the file (see the module docstring).
 
     Args:
         checkpoint: a ``detect train`` checkpoint; or ``model`` (a registry name) with optional
             local ``weights``.
-        fmt: ``onnx`` or ``torchscript``.
+        fmt: ``onnx`` or ``torchscript``; or ``checkpoint``: a copy of the checkpoint (with ``half``,
+            its weights in float16: half the size; see :func:`export_checkpoint`).
         out: the file to write (an existing folder, or a path ending in ``/``: the default name
             inside it); default :func:`default_output`.
         opset: the ONNX opset (default 18).
@@ -86,8 +88,13 @@ def run_export(
         simplify: simplify the ONNX graph with onnxslim.
         check: validate the ONNX file and compare the exported detector with eager PyTorch.
         device: where a TorchScript file is traced and runs (ONNX: cpu).
+        half: with ``fmt="checkpoint"``, store the weights in float16.
         echo: where the report lines go.
     """
+    if fmt == "checkpoint":
+        return export_checkpoint(checkpoint, out, half=half, check=check, echo=echo)
+    if half:
+        raise ValueError("--half goes with --format checkpoint (ONNX and TorchScript files keep float32 weights)")
     if fmt not in SUFFIXES:
         raise ValueError(f"export format: expected one of {', '.join(SUFFIXES)}, got {fmt!r}")
     if simplify and fmt != "onnx":
@@ -122,6 +129,29 @@ def run_export(
         verdict = "agrees with eager PyTorch" if parity.agree else "DIFFERS from eager PyTorch"
         echo(f"  check on a synthetic {size[0]} x {size[1]} image: {verdict}: {parity.summary()}")
     return ExportReport(result, parity, size)
+
+
+def export_checkpoint(checkpoint: Path | None, out: str | Path | None, *, half: bool, check: bool = True,
+                      echo: Callable[[str], None] = print) -> Path:
+    """Copy a ``detect train`` checkpoint to ``out`` (default: beside it, ``<stem>-fp16.pt`` or
+    ``<stem>-copy.pt``), with float16 weights when ``half``; with ``check``, both run on a synthetic
+    image and the largest differences are printed (float16 weights move boxes by a fraction of a pixel)."""
+    if checkpoint is None:
+        raise ValueError("--format checkpoint copies a checkpoint written by 'detect train'; give its path")
+    path = Path(out) if out is not None else checkpoint.with_name(f"{checkpoint.stem}-{'fp16' if half else 'copy'}.pt")
+    if path.resolve() == Path(checkpoint).resolve():
+        raise ValueError(f"--out {path} is the checkpoint itself; write the copy elsewhere")
+    copy_checkpoint(checkpoint, path, half=half)
+    echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {'float16' if half else 'unchanged'} weights) "
+         f"from {checkpoint} ({Path(checkpoint).stat().st_size / 1e6:.1f} MB)")
+    if check:
+        net, _ = DetectorSpec(checkpoint=Path(checkpoint)).load("cpu")
+        copy, _ = DetectorSpec(checkpoint=path).load("cpu")
+        image = synthetic_image(*check_size(int(load_checkpoint(path).config.get("image_size") or 320)))
+        with torch.inference_mode():
+            parity = compare_detections(net([image]), copy([image]))
+        echo(f"  on a synthetic image, against the original weights: {parity.summary()}")
+    return path
 
 
 def _check_size(result: ExportResult) -> tuple[int, int]:

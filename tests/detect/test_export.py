@@ -21,13 +21,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from classify.base.checkpoint import save_checkpoint
+from classify.base.checkpoint import load_checkpoint, save_checkpoint
 from detect.cli import main as detect_main
 from detect.export.exporter import ExportResult, build_graph, export_detector
 from detect.export.graph import NotExportable
 from detect.export.metadata import FORMAT, METADATA_KEY
 from detect.export.rcnn import find_rcnn
 from detect.export.runtime import ExportedDetector, load_exported, read_metadata
+from detect.models.loading import DetectorSpec
 from detect.models.registry import detector_entry, get_detector, list_detectors
 
 CLASSES = ["cat", "dog", "digit 7"]
@@ -413,3 +414,30 @@ def test_cli_errors_are_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys: 
         err = capsys.readouterr().err
         assert code == 2 and err.startswith(message) and err.count("\n") == 1, (args, err)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_writes_a_half_precision_checkpoint_that_loads_as_float32(tiny_checkpoint: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "small.pt"
+    code = detect_main(["export", str(tiny_checkpoint), "--format", "checkpoint", "--half", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and f"wrote {out}" in printed and "float16 weights" in printed and "labels agree" in printed
+    assert out.stat().st_size < 0.6 * tiny_checkpoint.stat().st_size
+    saved = load_checkpoint(out)
+    assert {v.dtype for v in saved.model.values() if v.is_floating_point()} == {torch.float16}
+    assert saved.class_names == ["cat", "dog"] and saved.config["detector"] == "faster_rcnn"
+    original, _ = DetectorSpec(checkpoint=tiny_checkpoint).load()
+    upcast, names = DetectorSpec(checkpoint=out).load()
+    assert names == ["cat", "dog"] and all(p.dtype == torch.float32 for p in upcast.parameters())
+    for a, b in zip(original.state_dict().values(), upcast.state_dict().values()):
+        if a.is_floating_point():
+            torch.testing.assert_close(b, a.half().float())
+
+
+def test_half_goes_with_the_checkpoint_format(tiny_checkpoint: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    for args, message in [(["--half"], "error: --half goes with --format checkpoint"),
+                          (["--format", "checkpoint", "--out", str(tiny_checkpoint)], "is the checkpoint itself")]:
+        code = detect_main(["export", str(tiny_checkpoint), *args])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, err
