@@ -123,7 +123,7 @@ async function detectImage() {
   } catch (error) {
     if (call === state.detectCall) showError($("image-error"), error);
   } finally {
-    $("image-drop").classList.remove("busy");
+    if (call === state.detectCall) $("image-drop").classList.remove("busy");
   }
 }
 
@@ -243,6 +243,7 @@ function followJob(job) {
   state.jobId = job.id;
   const video = $("job-video");
   video.hidden = true;
+  if (video.src.startsWith("blob:")) URL.revokeObjectURL(video.src);
   video.removeAttribute("src");
   $("job-links").replaceChildren();
   renderJob(job);
@@ -265,7 +266,8 @@ async function pollJob() {
 
 function renderJob(job) {
   $("job").hidden = false;
-  $("job-title").textContent = `${job.kind} job ${job.id}`;
+  $("job-title").textContent = `${job.kind} job ${shortId(job.id)}`;
+  $("job-title").title = job.id;
   setBadge($("job-state"), job.state);
   $("job-cancel").hidden = TERMINAL.has(job.state);
   const bar = $("job-progress");
@@ -299,11 +301,15 @@ async function showResult(job) {
   const [, videoUrl] = entries.find(([name, url]) => /\.webm$|video/i.test(name + url)) || [];
   if (videoUrl) {
     const video = $("job-video");
-    video.src = apiKey() ? await fileUrl(videoUrl) : videoUrl;
-    video.hidden = false;
+    try {
+      video.src = apiKey() ? await fileUrl(videoUrl) : videoUrl; // <video> cannot send the key: a blob then
+      video.hidden = false;
+    } catch (error) {
+      showError($("video-error"), error);
+    }
   }
-  $("job-links").replaceChildren(el("li", {}, resultLink("summary (JSON)", `/v1/jobs/${job.id}/result`)),
-    ...entries.map(([name, url]) => el("li", {}, resultLink(name, url))));
+  const links = entries.length ? entries : [["result (JSON)", `/v1/jobs/${job.id}/result`]];
+  $("job-links").replaceChildren(...links.map(([name, url]) => el("li", {}, resultLink(name, url))));
 }
 
 /** A link to a result; with an API key the file is fetched with the key (a plain link cannot send it). */
@@ -321,6 +327,7 @@ const fileUrl = async (url) => URL.createObjectURL(await (await api(url)).blob()
 function formatSeconds(s) {
   return s < 90 ? `${Math.max(1, Math.round(s))} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 }
+const shortId = (id) => id.slice(0, 8);
 function setBadge(node, jobState) { node.textContent = jobState; node.className = `badge ${jobState}`; }
 
 // ---- past jobs ----------------------------------------------------------------------------------
@@ -337,16 +344,22 @@ async function loadJobs() {
     return;
   }
   const rows = page.jobs.map((job) => {
-    const open = el("button", { type: "button", className: "link", textContent: job.id,
-      title: "show this job above" });
+    const open = el("button", { type: "button", className: "link", textContent: shortId(job.id),
+      title: `job ${job.id}: show it above` });
     open.addEventListener("click", () => { followJob(job); $("video-title").scrollIntoView({ behavior: "smooth" }); });
     const badge = el("span");
     setBadge(badge, job.state);
     const progress = job.progress != null ? `${Math.round(job.progress * 100)} %` : "–";
-    const links = Object.entries(job.result_files || {}).map(([name, url]) => resultLink(name, url));
-    return el("tr", {}, el("td", {}, new Date(job.created_at).toLocaleString()), el("td", {}, open),
+    const links = Object.entries(job.result_files || {}).map(([name, url]) => {
+      const link = resultLink(name.replace(/\.[^.]+$/, ""), url); // "predictions" for predictions.jsonl
+      link.title = name;
+      return link;
+    });
+    const row = el("tr", {}, el("td", {}, new Date(job.created_at).toLocaleString([], { dateStyle: "short", timeStyle: "short" })), el("td", {}, open),
       el("td", {}, job.kind), el("td", {}, job.model ?? ""), el("td", {}, badge),
       el("td", { className: "num" }, progress), el("td", { className: "links" }, ...links));
+    row.dataset.job = job.id;
+    return row;
   });
   if (rows.length === 0) rows.push(el("tr", {}, el("td", { colSpan: 7, className: "empty" }, "No jobs yet.")));
   $("jobs").tBodies[0].replaceChildren(...rows);
