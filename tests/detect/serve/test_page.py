@@ -198,6 +198,14 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         assert page.locator("#model-classes li").all_text_contents() == CLASSES  # folded away: not inner text
         assert "torch" in page.inner_text("#model-info")
 
+        # not an image: the API's error as one readable line
+        page.set_input_files("#image-file", files={"name": "notes.txt", "mimeType": "text/plain",
+                                                   "buffer": b"hello, not an image\n"})
+        error = page.locator("#image-error")
+        error.wait_for()
+        assert error.inner_text() == ("Error 415: the upload is not an image this service reads · expected: an image "
+                                      "(JPEG, PNG, GIF, BMP, TIFF, WEBP, PPM) · got: text starting 'hello, not an image\\n'")
+
         # an image: the table and the canvas show what /v1/detect answered
         page.fill("#conf", CONF)
         page.fill("#max-det", str(MAX_DET))
@@ -206,7 +214,7 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         assert answer.value.status == 200
         assert f"conf={CONF}" in answer.value.url and f"max_det={MAX_DET}" in answer.value.url
         result = answer.value.json()
-        assert result["image"] == {"width": 320, "height": 240}
+        assert result["image"] == {"width": 320, "height": 240} and page.is_hidden("#image-error")
         detections = result["detections"]
         assert len(detections) == MAX_DET, "the untrained model found too little at conf 0.01: change the test image"
         page.wait_for_selector("#detections tbody tr[data-index]")
@@ -262,7 +270,7 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         assert page.inner_text("#jobs-range") == "1–1 of 1"
 
         save_screenshot(page, tmp_path, "service-page.png")
-        assert not page.problems, page.problems
+        assert not [p for p in page.problems if "status of 415" not in p], page.problems  # the text file's
     finally:
         service.stop()
 
