@@ -183,8 +183,10 @@ def canvas_pixel(page, x: float, y: float, image_width: int) -> list[int]:
     }""", [x, y, image_width])
 
 
-PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
-           "#469990", "#800000", "#808000", "#000075", "#bfef45", "#fabed4", "#dcbeff", "#ffd8b1", "#aaffc3", "#a9a9a9"]
+def swatch_rgb(page, index: int) -> list[int]:
+    """The colour of detection ``index``'s class in the table."""
+    css = page.eval_on_selector(f"#detections tr[data-index='{index}'] .swatch", "s => getComputedStyle(s).backgroundColor")
+    return [int(v) for v in re.findall(r"\d+", css)[:3]]
 
 
 def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: dict[str, Path], browser,
@@ -198,6 +200,9 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         assert page.locator("#model-classes li").all_text_contents() == CLASSES  # folded away: not inner text
         assert "torch" in page.inner_text("#model-info")
 
+        page.fill("#conf", CONF)  # no image yet: nothing is sent
+        page.fill("#max-det", str(MAX_DET))
+
         # not an image: the API's error as one readable line
         page.set_input_files("#image-file", files={"name": "notes.txt", "mimeType": "text/plain",
                                                    "buffer": b"hello, not an image\n"})
@@ -207,8 +212,6 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
                                       "(JPEG, PNG, GIF, BMP, TIFF, WEBP, PPM) · got: text starting 'hello, not an image\\n'")
 
         # an image: the table and the canvas show what /v1/detect answered
-        page.fill("#conf", CONF)
-        page.fill("#max-det", str(MAX_DET))
         with page.expect_response(lambda r: "/v1/detect" in r.url) as answer:
             page.set_input_files("#image-file", media["image"])
         assert answer.value.status == 200
@@ -225,12 +228,9 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
             assert [float(v) for v in row["box"].split(",")] == pytest.approx(d["box"], abs=0.5)
         assert page.inner_text("#image-summary").startswith(f"{len(detections)} detection")
         assert "model" in page.inner_text("#timing")
-        last = detections[-1]  # drawn last: its left edge is on top of every other box
-        x1, y1, _, y2 = last["box"]
-        pixel = canvas_pixel(page, x1, (y1 + y2) / 2, 320)
-        expected = PALETTE[last["label"] % len(PALETTE)]
-        assert pixel[3] > 200 and all(abs(pixel[c] - int(expected[1 + 2 * c:3 + 2 * c], 16)) < 40 for c in range(3)), \
-            (pixel, expected)
+        x1, y1, _, y2 = detections[-1]["box"]  # drawn last: its left edge is on top of every other box
+        pixel, colour = canvas_pixel(page, x1, (y1 + y2) / 2, 320), swatch_rgb(page, len(detections) - 1)
+        assert pixel[3] > 200 and all(abs(p - c) < 40 for p, c in zip(pixel, colour)), (pixel, colour)
         page.click("#detections th button[data-sort='score']")  # sorted by score, descending first: now ascending
         scores = [float(s) for s in page.locator("#detections tbody td:nth-child(3)").all_inner_texts()]
         assert scores == sorted(scores)
@@ -253,9 +253,10 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         assert page.is_hidden("#job-cancel")
         page.wait_for_function("""() => { const v = document.getElementById('job-video');
             return !v.hidden && v.readyState >= 2 && v.duration > 0 && v.videoWidth > 0; }""")
-        video = page.eval_on_selector("#job-video", """v => new Promise(done => {  // played to the end
+        video = page.eval_on_selector("#job-video", """v => new Promise((done, fail) => {  // played to the end
             v.addEventListener('ended', () => done({src: v.src, width: v.videoWidth, time: v.currentTime, error: v.error}));
-            v.play(); })""")
+            setTimeout(() => fail(new Error(`not ended after 30 s: at ${v.currentTime} s of ${v.duration}`)), 30000);
+            v.play().catch(fail); })""")
         assert video["width"] == 64 and video["error"] is None and video["time"] > 0
         answer = httpx.get(video["src"])
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("video/webm")
@@ -270,7 +271,7 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         assert page.inner_text("#jobs-range") == "1–1 of 1"
 
         save_screenshot(page, tmp_path, "service-page.png")
-        assert not [p for p in page.problems if "status of 415" not in p], page.problems  # the text file's
+        assert not [p for p in page.problems if "status of 415" not in p], page.problems  # 415: the text file
     finally:
         service.stop()
 
