@@ -186,7 +186,10 @@ const SORT_KEYS = { index: (d) => d.index, name: (d) => d.name, score: (d) => d.
 function renderTable() {
   const { key, dir } = state.sort;
   const rows = state.image.detections.map((d, index) => ({ ...d, index }));
-  rows.sort((a, b) => { const [x, y] = [SORT_KEYS[key](a), SORT_KEYS[key](b)]; return x < y ? -dir : x > y ? dir : 0; });
+  rows.sort((a, b) => {
+    const [x, y] = [SORT_KEYS[key](a), SORT_KEYS[key](b)];
+    return x < y ? -dir : x > y ? dir : 0;
+  });
   document.querySelectorAll("#detections th button").forEach((b) => b.parentElement.setAttribute("aria-sort",
     b.dataset.sort === key ? (dir > 0 ? "ascending" : "descending") : "none"));
   const body = $("detections").tBodies[0];
@@ -275,7 +278,9 @@ function renderJob(job) {
   const frames = job.total ? `${job.processed ?? 0} of ${job.total} frames` : `${job.processed ?? 0} frames`;
   let when = "";
   if (!TERMINAL.has(job.state) && job.eta_seconds != null) when = ` · about ${formatSeconds(job.eta_seconds)} left`;
-  if (job.started_at && job.finished_at) when = ` · took ${formatSeconds((new Date(job.finished_at) - new Date(job.started_at)) / 1000)}`;
+  if (job.started_at && job.finished_at) {
+    when = ` · took ${formatSeconds((new Date(job.finished_at) - new Date(job.started_at)) / 1000)}`;
+  }
   $("job-status").textContent = job.state === "failed" ? `failed: ${job.error || "no reason given"}` : frames + when;
 }
 
@@ -325,7 +330,8 @@ function resultLink(name, url) {
 const fileUrl = async (url) => URL.createObjectURL(await (await api(url)).blob());
 
 function formatSeconds(s) {
-  return s < 90 ? `${Math.max(1, Math.round(s))} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
+  if (s < 90) return `${Math.max(1, Math.round(s))} s`;
+  return s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 }
 const shortId = (id) => id.slice(0, 8);
 function setBadge(node, jobState) { node.textContent = jobState; node.className = `badge ${jobState}`; }
@@ -355,7 +361,8 @@ async function loadJobs() {
       link.title = name;
       return link;
     });
-    const row = el("tr", {}, el("td", {}, new Date(job.created_at).toLocaleString([], { dateStyle: "short", timeStyle: "short" })), el("td", {}, open),
+    const created = new Date(job.created_at).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+    const row = el("tr", {}, el("td", {}, created), el("td", {}, open),
       el("td", {}, job.kind), el("td", {}, job.model ?? ""), el("td", {}, badge),
       el("td", { className: "num" }, progress), el("td", { className: "links" }, ...links));
     row.dataset.job = job.id;
@@ -417,7 +424,8 @@ function init() {
     $("video-name").textContent = `${file.name} (${(file.size / 2 ** 20).toFixed(1)} MB)`;
     $("video-start").disabled = false;
   });
-  document.querySelectorAll("#detections th button").forEach((b) => b.addEventListener("click", () => sortBy(b.dataset.sort)));
+  document.querySelectorAll("#detections th button")
+    .forEach((b) => b.addEventListener("click", () => sortBy(b.dataset.sort)));
   $("video-form").addEventListener("submit", startJob);
   $("job-cancel").addEventListener("click", cancelJob);
   $("jobs-refresh").addEventListener("click", loadJobs);

@@ -179,13 +179,15 @@ def canvas_pixel(page, x: float, y: float, image_width: int) -> list[int]:
     return page.evaluate("""([x, y, width]) => {
         const canvas = document.getElementById('image-canvas');
         const scale = canvas.width / width;
-        return Array.from(canvas.getContext('2d').getImageData(Math.floor(x * scale), Math.floor(y * scale), 1, 1).data);
+        const pixel = canvas.getContext('2d').getImageData(Math.floor(x * scale), Math.floor(y * scale), 1, 1);
+        return Array.from(pixel.data);
     }""", [x, y, image_width])
 
 
 def swatch_rgb(page, index: int) -> list[int]:
     """The colour of detection ``index``'s class in the table."""
-    css = page.eval_on_selector(f"#detections tr[data-index='{index}'] .swatch", "s => getComputedStyle(s).backgroundColor")
+    css = page.eval_on_selector(f"#detections tr[data-index='{index}'] .swatch",
+                                "s => getComputedStyle(s).backgroundColor")
     return [int(v) for v in re.findall(r"\d+", css)[:3]]
 
 
@@ -208,8 +210,9 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
                                                    "buffer": b"hello, not an image\n"})
         error = page.locator("#image-error")
         error.wait_for()
-        assert error.inner_text() == ("Error 415: the upload is not an image this service reads · expected: an image "
-                                      "(JPEG, PNG, GIF, BMP, TIFF, WEBP, PPM) · got: text starting 'hello, not an image\\n'")
+        assert error.inner_text() == ("Error 415: the upload is not an image this service reads · expected: an "
+                                      "image (JPEG, PNG, GIF, BMP, TIFF, WEBP, PPM) · got: text starting "
+                                      "'hello, not an image\\n'")
 
         # an image: the table and the canvas show what /v1/detect answered
         with page.expect_response(lambda r: "/v1/detect" in r.url) as answer:
@@ -254,7 +257,8 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         page.wait_for_function("""() => { const v = document.getElementById('job-video');
             return !v.hidden && v.readyState >= 2 && v.duration > 0 && v.videoWidth > 0; }""")
         video = page.eval_on_selector("#job-video", """v => new Promise((done, fail) => {  // played to the end
-            v.addEventListener('ended', () => done({src: v.src, width: v.videoWidth, time: v.currentTime, error: v.error}));
+            v.addEventListener('ended', () => done({src: v.src, width: v.videoWidth, time: v.currentTime,
+                                                    error: v.error}));
             setTimeout(() => fail(new Error(`not ended after 30 s: at ${v.currentTime} s of ${v.duration}`)), 30000);
             v.play().catch(fail); })""")
         assert video["width"] == 64 and video["error"] is None and video["time"] > 0
