@@ -10,15 +10,8 @@ page shows the 401 message until the right key is entered.
 
 from __future__ import annotations
 
-import os
-import queue
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from service_process import ServiceProcess
 
 from classify.base.checkpoint import save_checkpoint
 from detect.inference.video import VideoWriter
@@ -41,9 +35,6 @@ ARTIFACTS = ROOT / "runs" / "test-artifacts"
 CLASSES = [str(d) for d in range(10)]
 MODEL = "tiny-frcnn"
 API_KEY = "page-test-key-1234"
-READY = re.compile(r"detect serve: ready at (http://\S+/)")
-#: seconds the service gets to load its model and print its address
-START_TIMEOUT = 120
 #: the page's threshold for the untrained model (the API's floor): it scores every box low
 CONF = "0.01"
 #: detections kept: the top few, so that the screenshot stays readable
@@ -85,53 +76,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             frame[12:32, 4 + 4 * i:24 + 4 * i] = (250, 220, 40)
             video.write(frame)
     return {"image": folder / "shapes.png", "video": folder / "square.avi"}
-
-
-class Service:
-    """``detect serve`` in a subprocess on a free port; ``url`` once it has printed that it is ready."""
-
-    def __init__(self, model_dir: Path, data_dir: Path, api_key: str | None = None) -> None:
-        # settings from the environment (a CI's database URL, a key) would leak in: the test gives its own
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DETECT_SERVE_")} | {"PYTHONUNBUFFERED": "1"}
-        if api_key:
-            env["DETECT_SERVE_API_KEY"] = api_key
-        self.log = data_dir / "service.log"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "detect", "serve", "--port", "0", "--model-dir", str(model_dir),
-                   "--default-model", MODEL, "--data-dir", str(data_dir), "--threads", "1"]
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait_ready()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def _wait_ready(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            if match := READY.search(line):
-                return match.group(1)
-        self.stop()
-        pytest.fail(f"detect serve did not get ready in {START_TIMEOUT} s (exit code {self.process.returncode}); "
-                    f"its log:\n{self.log.read_text()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +137,7 @@ def swatch_rgb(page, index: int) -> list[int]:
 
 def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: dict[str, Path], browser,
                                                        tmp_path: Path) -> None:
-    service = Service(model_dir, tmp_path / "serve")
-    try:
+    with ServiceProcess(model_dir, tmp_path / "service") as service:
         page = open_page(browser, service.url)
         # the model picker: the one model, selected as the default, its classes listed
         page.wait_for_selector(f"#model option[value='{MODEL}']", state="attached")
@@ -276,13 +219,10 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
 
         save_screenshot(page, tmp_path, "service-page.png")
         assert not [p for p in page.problems if "status of 415" not in p], page.problems  # 415: the text file
-    finally:
-        service.stop()
 
 
 def test_page_asks_for_the_api_key(model_dir: Path, media: dict[str, Path], browser, tmp_path: Path) -> None:
-    service = Service(model_dir, tmp_path / "serve", api_key=API_KEY)
-    try:
+    with ServiceProcess(model_dir, tmp_path / "service", api_key=API_KEY) as service:
         page = open_page(browser, service.url)
         notice = page.locator("#notice")
         notice.wait_for()
@@ -309,5 +249,3 @@ def test_page_asks_for_the_api_key(model_dir: Path, media: dict[str, Path], brow
         page.wait_for_selector(f"#model option[value='{MODEL}']", state="attached")
         assert page.input_value("#api-key") == API_KEY and page.is_hidden("#notice")
         assert not [p for p in page.problems if "401" not in p], page.problems
-    finally:
-        service.stop()
