@@ -15,7 +15,8 @@ of a lower layer, never of a higher one, and never of another package of the sam
     detect.inference                       Predictor, the one predict loop, video, tracking, model evaluation
     detect.engine                          the one training loop
     detect.tasks                           whole jobs: evaluate, bench, recipe, demo
-    detect.cli | detect.serve              the command line | the HTTP service
+    detect.serve                           the HTTP service (FastAPI): models, batching, jobs, web page
+    detect.cli                             the command line (``detect serve`` starts the service)
 
 Every import counts, those inside functions included.
 """
@@ -44,7 +45,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("detect.inference",),
     ("detect.engine",),
     ("detect.tasks",),
-    ("detect.cli", "detect.serve"),
+    ("detect.serve",),
+    ("detect.cli",),
 )
 #: package facades (lazy public names, ``python -m``): above every layer, imported by none
 FACADES = ("classify", "classify.__main__", "detect", "detect.__main__")

@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 #: flags that set a service setting of the same name (the settings' own help is shown)
@@ -25,7 +26,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from detect.serve.settings import load_settings
 
     settings = load_settings(args.config, flags={key: getattr(args, key) for key in SETTING_FLAGS})
-    serve(settings)
+    try:
+        serve(settings)
+    except OSError as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -138,3 +138,15 @@ class Detections:
                 item["track_id"] = int(self.track_ids[i])
             record["detections"].append(item)
         return record
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any], class_names: Sequence[str]) -> Detections:
+        """The detections of a :meth:`to_dict` record (a line of ``predictions.jsonl``), timing
+        not kept; ``class_names`` are the model's (labels index them)."""
+        items = record["detections"]
+        tracked = bool(items) and all("track_id" in item for item in items)
+        return cls(boxes=[item["box"] for item in items], scores=[item["score"] for item in items],
+                   labels=[item["label"] for item in items], class_names=class_names,
+                   image_size=(record["width"], record["height"]), source=record.get("source", ""),
+                   frame=record.get("frame"), timestamp=record.get("timestamp"),
+                   track_ids=[item["track_id"] for item in items] if tracked else None)

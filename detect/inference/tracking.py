@@ -40,12 +40,17 @@ class TrackerConfig:
 
 class Tracker:
     """ByteTrack over one video: :meth:`update` takes a frame's detections and returns those that
-    belong to a track, with ``track_ids`` set (ids start at 1 and are never reused)."""
+    belong to a track, with ``track_ids`` set (ids start at ``first_id`` and are never reused).
 
-    def __init__(self, config: TrackerConfig | None = None, frame_rate: float = 30.0) -> None:
+    ``first_id`` lets a run resumed mid-video start a fresh tracker whose ids continue above the
+    ones already written (the tracks of before the resume point are not carried over).
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, frame_rate: float = 30.0, first_id: int = 0) -> None:
         from trackers import ByteTrackTracker
 
         self.config = config or TrackerConfig()
+        self.first_id = first_id
         c = self.config
         self._tracker = ByteTrackTracker(lost_track_buffer=c.lost_frames, frame_rate=frame_rate,
                                          track_activation_threshold=c.activation, minimum_consecutive_frames=c.min_frames,
@@ -65,7 +70,7 @@ class Tracker:
         ids = np.full(len(detections), -1, dtype=np.int64)
         if len(tracked):
             ids[np.asarray(tracked.class_id, dtype=np.int64)] = np.asarray(tracked.tracker_id, dtype=np.int64)
-        keep = ids >= 0
+        keep = ids >= 0  # the library's ids count from 0; -1: not (yet) a track
         result = detections.select(keep)
-        result.track_ids = ids[keep]
+        result.track_ids = ids[keep] + self.first_id
         return result

@@ -219,19 +219,21 @@ def _rgb(bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
 
 
-def _frames(capture: cv2.VideoCapture, first: np.ndarray, first_position: float, *, stride: int,
+def _frames(capture: cv2.VideoCapture, first: np.ndarray, first_position: float, *, start: int, stride: int,
             clock: _Clock, check_end: Callable[[int], None] | None) -> Iterator[Frame]:
-    """The frames of an opened capture whose frame 0 was read already; releases it when done.
+    """The frames ``start``, ``start + stride``... of an opened capture whose frame 0 was read
+    already; releases it when done.
 
     Runs in the prefetch thread and holds no reference to the :class:`VideoReader`, so a reader
     dropped without ``close()`` is collected and its thread stopped.
     """
     index = 0
     try:
-        yield Frame(0, clock(0, first_position), _rgb(first))
+        if start == 0:
+            yield Frame(0, clock(0, first_position), _rgb(first))
         index = 1
         while True:
-            if index % stride:
+            if index < start or (index - start) % stride:
                 if not capture.grab():  # skipped frames are not converted (nor decoded, for intra-only codecs)
                     break
             else:
@@ -283,6 +285,8 @@ class VideoReader(Iterator[Frame]):
         stride: keep frames 0, stride, 2 * stride...; the others are skipped with ``grab()``,
             which neither converts nor copies them (inter-frame codecs such as H.264 still
             decode them: their later frames depend on them).
+        start: the first frame kept (then ``start + stride``...), to resume a run; the frames
+            before it are skipped with ``grab()`` and keep their indices and timestamps.
         queue_size: how many decoded frames may wait for the consumer.
         allow_stream: whether a camera or a URL may be opened.
 
@@ -293,7 +297,7 @@ class VideoReader(Iterator[Frame]):
             announce none). Counts some containers estimate from the duration can be off by one
             or two; the frames actually yielded are those that decode.
         width, height: frame size in pixels (of frame 0).
-        stride: as given.
+        stride, start: as given.
 
     Raises:
         FileNotFoundError / IsADirectoryError: no file at ``source``.
@@ -305,11 +309,13 @@ class VideoReader(Iterator[Frame]):
     """
 
     def __init__(self, source: str | Path | int, *, stride: int = 1, queue_size: int = 8,
-                 allow_stream: bool = False) -> None:
+                 allow_stream: bool = False, start: int = 0) -> None:
         for name, value in (("stride", stride), ("queue_size", queue_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"VideoReader {name}: expected a positive integer, got {value!r}")
-        self.stride, self._queue_size = stride, queue_size
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise ValueError(f"VideoReader start: expected a frame index (0 or more), got {start!r}")
+        self.stride, self.start, self._queue_size = stride, start, queue_size
         stream = stream_source(source, allow_stream=allow_stream)
         self.is_stream = stream is not None
         if stream is not None:
@@ -362,7 +368,7 @@ class VideoReader(Iterator[Frame]):
                 raise StopIteration
             first, position = self._first
             check = None if self.is_stream else _end_check(self.source, self.frame_count)
-            frames = _frames(self._capture, first, position, stride=self.stride,
+            frames = _frames(self._capture, first, position, start=self.start, stride=self.stride,
                              clock=_Clock(self.fps, relative=self.is_stream), check_end=check)
             self._capture = self._first = None  # the thread owns the capture from now on
             self._frames = background(frames, self._queue_size, name=f"VideoReader {self._what}")

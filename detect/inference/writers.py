@@ -31,11 +31,12 @@ def output_stem(detections: Detections) -> str:
 
 class _FlushedText:
     """A text file at ``path`` written as the run goes: each :meth:`_append` is flushed, so a
-    crash keeps every finished line."""
+    crash keeps every finished line. ``append``: continue an existing file (a resumed run)
+    instead of replacing it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, append: bool = False) -> None:
         self.path = Path(path)
-        self._file: IO[str] = open(self.path, "w", encoding="utf-8")
+        self._file: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")
 
     def _append(self, text: str) -> None:
         self._file.write(text)

@@ -2,7 +2,7 @@
 
     app = create_app(load_settings())      # uvicorn.run(app) serves it; `detect serve` does both
 
-At start (the app's lifespan) the models of ``settings.model_dir`` are loaded, one batcher thread
+At start (the app's lifespan) the models of ``settings.model_dir`` are loaded (unless given), one batcher thread
 a model is started, the jobs database is opened (SQLite or PostgreSQL), jobs a crash left
 unfinished are resumed or failed, and the job workers start. At shutdown (Ctrl-C, SIGTERM) running
 jobs checkpoint and the batchers finish their batch.
@@ -10,6 +10,7 @@ jobs checkpoint and the batchers finish their batch.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +25,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import detect
 from detect.serve.batching import Batcher
 from detect.serve.errors import install_handlers
 from detect.serve.jobs.routes import router as jobs_router
@@ -44,11 +44,11 @@ DESCRIPTION = """Object detection over HTTP: `POST /v1/detect` an image, `POST /
 `{"error": {"status", "code", "message", "expected", "got"}}`."""
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    """The service for ``settings`` (models are loaded when the app starts, not here)."""
-    app = FastAPI(title="detect-pipeline service", version=getattr(detect, "__version__", "0.1.0"),
+def create_app(settings: ServiceSettings, models: ModelStore | None = None) -> FastAPI:
+    """The service for ``settings``; ``models`` already loaded, or loaded when the app starts."""
+    app = FastAPI(title="detect-pipeline service", version=importlib.metadata.version("detect-pipeline"),
                   description=DESCRIPTION, lifespan=_lifespan)
-    app.state.settings = settings
+    app.state.settings, app.state.models = settings, models
     app.state.metrics = ServiceMetrics()
     install_handlers(app)
     protected = [Depends(require_api_key)]
@@ -84,7 +84,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ServiceSettings = app.state.settings
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    models = await run_in_threadpool(ModelStore, settings.model_dir, settings.default_model, settings.device)
+    models = app.state.models or await run_in_threadpool(ModelStore, settings.model_dir, settings.default_model,
+                                                         settings.device)
     metrics: ServiceMetrics = app.state.metrics
     batchers = {name: Batcher(model, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                               queue_size=settings.queue_size, on_batch=metrics.observe_batch)

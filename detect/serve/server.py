@@ -16,6 +16,7 @@ import sys
 import uvicorn
 
 from detect.serve.app import create_app
+from detect.serve.models import ModelStore
 from detect.serve.settings import ServiceSettings
 
 
@@ -45,12 +46,21 @@ def url_of(sock: socket.socket) -> str:
 
 
 def serve(settings: ServiceSettings) -> None:
-    """Run the service until Ctrl-C or SIGTERM."""
+    """Load the models, then run the service until Ctrl-C or SIGTERM.
+
+    Raises:
+        OSError: the address cannot be listened on.
+        FileNotFoundError, ValueError: no model folder, no loadable model, the default model missing.
+    """
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = bind(settings.host, settings.port)
-    app = create_app(settings)
-    app.state.url = url_of(sock)
-    config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.log_level == "debug",
-                            timeout_graceful_shutdown=30)
-    print(f"detect serve: loading models from {settings.model_dir} ...", file=sys.stderr, flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        print(f"detect serve: loading the models of {settings.model_dir} ...", file=sys.stderr, flush=True)
+        models = ModelStore(settings.model_dir, settings.default_model, settings.device)
+        app = create_app(settings, models)
+        app.state.url = url_of(sock)
+        config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.log_level == "debug",
+                                timeout_graceful_shutdown=30)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -63,6 +63,11 @@ class PredictOptions:
     save_crops: bool = False
     video_format: str | None = None
     progress: bool = True
+    #: video only, to resume a run: start at this frame index and append to ``predictions.jsonl``
+    #: and ``tracks.txt`` (the annotated video then holds the frames from ``start_frame`` on)
+    start_frame: int = 0
+    #: with ``track``, the id the first track gets (resuming: above the ids written before)
+    first_track_id: int = 0
 
 
 @dataclass
@@ -126,6 +131,8 @@ def run_predict(source: str | Path | int, model: str | Path | nn.Module, out: Pa
     if options.track and found.kind == "images":
         raise ValueError(f"--track follows objects across video frames, but {source} is {len(found.images)} image(s); "
                          "give a video (or a camera/stream with --stream)")
+    if options.start_frame and found.kind != "video":
+        raise ValueError(f"start_frame resumes a video file, but {source} is {found.kind}")
     conf = min(options.conf, options.tracker.detector_conf) if options.track else options.conf
     predictor = Predictor(model, device=options.device, backend=options.backend, image_size=options.image_size,
                           conf=conf, iou=options.iou, max_det=options.max_det, classes=options.classes,
@@ -195,21 +202,22 @@ def _predict_images(predictor: Predictor, found: Source, out: Path, options: Pre
 def _predict_video(predictor: Predictor, found: Source, out: Path, options: PredictOptions,
                    summary: PredictSummary, on_result: OnResult | None) -> None:
     given = found.video if found.kind == "video" else found.stream
-    reader = VideoReader(given, stride=options.stride, allow_stream=options.stream)
+    reader = VideoReader(given, stride=options.stride, allow_stream=options.stream, start=options.start_frame)
     name = Path(str(found.video)).stem if found.kind == "video" else "stream"
-    writers: list[Any] = [JsonLinesWriter(out / "predictions.jsonl")]
+    resumed = options.start_frame > 0
+    writers: list[Any] = [JsonLinesWriter(out / "predictions.jsonl", append=resumed)]
     writers += [YoloTxtWriter(out / "labels")] if options.save_txt else []
-    writers += [MotWriter(out / "tracks.txt")] if options.track else []
+    writers += [MotWriter(out / "tracks.txt", append=resumed)] if options.track else []
     crops = CropWriter(out / "crops") if options.save_crops else None
-    tracker = Tracker(options.tracker, frame_rate=(reader.fps or 30.0) / options.stride) if options.track else None
+    tracker = Tracker(options.tracker, frame_rate=(reader.fps or 30.0) / options.stride,
+                      first_id=options.first_track_id) if options.track else None
     video_path = out / f"{name}.{options.video_format or _video_format(found)}"
     video = VideoWriter(video_path, (reader.fps or 30.0) / options.stride, (reader.width, reader.height)) \
         if options.annotate else None
     try:
         with reader:
             results = predictor.stream_with_images(reader, prefetch=False)
-            for detections, image in _progress(results, _frames_expected(reader, options.stride), "frames",
-                                               options.progress):
+            for detections, image in _progress(results, _frames_expected(reader), "frames", options.progress):
                 detections.source = str(given)
                 if tracker is not None:
                     detections = _track(tracker, detections, options.conf)
@@ -255,8 +263,8 @@ def _video_format(found: Source) -> str:
     return suffix.lstrip(".") if suffix in VIDEO_CODECS else "mp4"
 
 
-def _frames_expected(reader: VideoReader, stride: int) -> int | None:
-    return None if not reader.frame_count else -(-reader.frame_count // stride)
+def _frames_expected(reader: VideoReader) -> int | None:
+    return None if not reader.frame_count else max(0, -(-(reader.frame_count - reader.start) // reader.stride))
 
 
 def _progress(results: Iterable[Any], total: int | None, unit: str, enabled: bool) -> Iterator[Any]:

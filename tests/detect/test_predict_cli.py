@@ -211,6 +211,32 @@ def test_a_crash_keeps_every_finished_line_and_a_playable_video(tmp_path: Path) 
     assert json.loads((tmp_path / "c" / "summary.json").read_text())["processed"] == 6
 
 
+def test_a_stopped_run_resumes_at_a_frame_appending_lines_and_new_track_ids(tmp_path: Path) -> None:
+    clip = two_squares_clip(tmp_path / "two.avi", frames=12)
+
+    def stop_after_six(detections, so_far) -> None:
+        if so_far.processed == 6:
+            raise KeyboardInterrupt
+
+    options = PredictOptions(track=True, progress=False, annotate=False, save_txt=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_predict(clip, Squares(), tmp_path / "r", options, on_result=stop_after_six)
+    first = lines(tmp_path / "r" / "predictions.jsonl")
+    before = {d["track_id"] for r in first for d in r["detections"]}
+    resumed = PredictOptions(track=True, progress=False, annotate=False, save_txt=False, start_frame=6,
+                             first_track_id=max(before) + 1)
+    summary = run_predict(clip, Squares(), tmp_path / "r", resumed)
+    records = lines(tmp_path / "r" / "predictions.jsonl")
+    assert summary.processed == 6 and [r["frame"] for r in records] == list(range(12))
+    after = {d["track_id"] for r in records[6:] for d in r["detections"]}
+    assert after and min(after) > max(before)
+    frames = [int(line.split(",")[0]) for line in (tmp_path / "r" / "tracks.txt").read_text().splitlines()]
+    assert frames == sorted(frames) and frames[-1] == 12
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="start_frame resumes a video file"):
+        run_predict(tmp_path / "a.png", Squares(), tmp_path / "x", PredictOptions(start_frame=3))
+
+
 def test_a_truncated_video_gives_every_readable_frame_then_the_error(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     clip = write_clip(tmp_path / "cut.avi", "MJPG", frames=30, size=(96, 64), noise=True)

@@ -218,6 +218,18 @@ def test_stride_keeps_every_sth_frame(tmp_path: Path, stride: int) -> None:
     assert [f.timestamp for f in frames] == pytest.approx([i / 10 for i in kept], abs=1e-3)
 
 
+@pytest.mark.parametrize(("start", "stride"), [(0, 3), (1, 1), (6, 3), (7, 4), (19, 2), (25, 1)])
+def test_start_resumes_at_a_frame_with_its_index_content_and_time(tmp_path: Path, start: int, stride: int) -> None:
+    path = write_clip(tmp_path / "clip.avi", "MJPG", 20)
+    kept = list(range(start, 20, stride))
+    with VideoReader(path, stride=stride, start=start) as video:
+        frames = list(video)
+    assert [f.index for f in frames] == kept == [frame_index(f.image) for f in frames]
+    assert [f.timestamp for f in frames] == pytest.approx([i / 10 for i in kept], abs=1e-3)
+    with pytest.raises(ValueError, match="start: expected a frame index"):
+        VideoReader(path, start=-1)
+
+
 @pytest.mark.parametrize(("name", "value"), [("stride", 0), ("stride", 1.5), ("queue_size", 0)])
 def test_reader_refuses_bad_arguments(tmp_path: Path, name: str, value) -> None:
     path = write_clip(tmp_path / "clip.avi", "MJPG", 2)

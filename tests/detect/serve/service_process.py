@@ -1,107 +1,78 @@
-"""``detect serve`` as a real process for the end-to-end tests (the web page's, the jobs' crash tests).
-
-    with ServiceProcess(model_dir, tmp_path / "service") as server:      # returns once it is ready
-        httpx.get(server.url + "v1/models")
-    server.stop(signal.SIGKILL)                                         # -> the exit code (-9)
-
-The process is ``python -m detect serve --port 0`` run from the repository root; the address comes
-from the line it prints once its models are loaded (``detect serve: ready at http://127.0.0.1:PORT/``).
-No ``DETECT_SERVE_*`` variable of the test's environment reaches it (a CI database URL or key would
-change what is tested); the API key is given by ``api_key``, the way a user gives it (environment).
-"""
+"""``detect serve`` as a real process on a free loopback port, for the API tests (not the in-process client)."""
 
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from types import TracebackType
 
-ROOT = Path(__file__).resolve().parents[3]
-READY = re.compile(r"detect serve: ready at (http://\S+/)")
+import torch
+
+from classify.base.checkpoint import save_checkpoint
+from detect.models.registry import get_detector
+
+CLASSES = [str(d) for d in range(10)]
+TINY_KWARGS = {"backbone": "resnet18", "fpn": False, "out_channels": 32, "representation_size": 64}
+
+
+def tiny_model(folder: Path, name: str = "tiny") -> Path:
+    """A seeded, untrained Faster R-CNN (ResNet-18, no FPN, 96 px) saved the way ``detect train`` saves it."""
+    torch.manual_seed(0)
+    model = get_detector("faster_rcnn", num_classes=10, image_size=96, **TINY_KWARGS)
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(folder / f"{name}.pt", model.state_dict(), class_names=CLASSES,
+                           config={"detector": "faster_rcnn", "image_size": 96, "detector_kwargs": TINY_KWARGS})
 
 
 class ServiceProcess:
-    """``detect serve`` serving ``model_dir`` with its files in ``data_dir``, on a free loopback port.
+    """``python -m detect serve --port 0 ...`` in its own process; ``url`` once it printed that it is ready.
 
-    Args:
-        model_dir: the served models' folder.
-        data_dir: the service's own folder (jobs database, uploads, results); made if missing.
-        default_model: the model a request without ``?model=`` gets (default: the folder's only ``.pt``).
-        api_key: when given, the key every ``/v1`` route needs.
-        threads: torch CPU threads of the service.
-        args: more ``detect serve`` flags.
-        timeout: seconds to wait for the ready line.
-
-    Attributes:
-        url: ``http://127.0.0.1:PORT/``.
-        log: the file holding the process's stderr (its log).
-        stdout: the lines it printed on stdout so far.
-
-    Raises:
-        RuntimeError: it exited or did not get ready in ``timeout`` s (the message ends with its log).
+    ``env`` adds environment variables (``DETECT_SERVE_API_KEY``...); the project's settings file is
+    replaced by an empty one so only the flags and ``env`` count.
     """
 
-    def __init__(self, model_dir: Path, data_dir: Path, *, default_model: str | None = None,
-                 api_key: str | None = None, threads: int = 1, args: tuple[str, ...] = (),
-                 timeout: float = 120) -> None:
-        if default_model is None:
-            [default_model] = [p.stem for p in Path(model_dir).glob("*.pt")]
+    def __init__(self, model_dir: Path, data_dir: Path, *flags: str, default_model: str = "tiny",
+                 env: dict[str, str] | None = None, timeout: float = 120.0) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DETECT_SERVE_")} | {"PYTHONUNBUFFERED": "1"}
-        if api_key:
-            env["DETECT_SERVE_API_KEY"] = api_key
+        settings = data_dir / "service.yaml"
+        settings.write_text("{}\n")
         command = [sys.executable, "-m", "detect", "serve", "--port", "0", "--model-dir", str(model_dir),
-                   "--default-model", default_model, "--data-dir", str(data_dir), "--threads", str(threads), *args]
-        self.log = data_dir / "service.log"
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log,
-                                            text=True)
-        self.stdout: list[str] = []
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()  # drains the pipe for the process's whole life
-        self.url = self._wait_ready(timeout)
+                   "--default-model", default_model, "--data-dir", str(data_dir), "--threads", "1", *flags]
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1", "DETECT_SERVE_CONFIG": str(settings), **(env or {})}
+        self.log = data_dir / "server.log"
+        self._log = open(self.log, "w")
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, text=True, env=environ)
+        self.url = self._ready(timeout)
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.stdout.append(line)
-            self._lines.put(line)
-
-    def _wait_ready(self, timeout: float) -> str:
+    def _ready(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            if match := READY.search(line):
-                return match.group(1)
-        code = self.stop(signal.SIGKILL)
-        raise RuntimeError(f"detect serve did not get ready in {timeout:.0f} s (exit code {code}); "
-                           f"its log ({self.log}):\n{self.log.read_text()[-4000:]}")
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if found := re.search(r"ready at (http://\S+/)", line):
+                return found.group(1)
+            if time.monotonic() > deadline:
+                break
+        self.stop()
+        raise RuntimeError(f"detect serve did not start:\n{self.log.read_text()[-3000:]}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        """Send ``sig`` (unless it has exited), wait for the exit (SIGKILL after ``timeout`` s); the exit code."""
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Send ``sig`` and wait for the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._log.close()
+        return code
 
     def __enter__(self) -> ServiceProcess:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

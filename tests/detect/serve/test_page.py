@@ -2,8 +2,8 @@
 headless Chromium by Playwright (the system browser: Playwright's own download is not available).
 
 One run without an API key: models listed, an image uploaded (boxes on the canvas and rows in the
-table are the ones ``/v1/detect`` answered), a video job followed to its annotated VP8 video
-(played by the ``<video>`` element) and listed under past jobs; a full-page screenshot is saved to
+table are the ones ``/v1/detect`` answered), a track job followed to its annotated VP8 video
+(played to its end by the ``<video>`` element) and listed under past jobs; a full-page screenshot is saved to
 ``runs/test-artifacts/service-page.png`` and to the test's ``tmp_path``. One run with a key: the
 page shows the 401 message until the right key is entered.
 """
@@ -19,12 +19,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-import torch
 from service_process import ServiceProcess
-
-from classify.base.checkpoint import save_checkpoint
-from detect.inference.video import VideoWriter
-from detect.models.registry import get_detector
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: flags that keep Chromium off every network but loopback (no updates, sync, QUIC, first-run pings)
@@ -32,13 +27,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "runs" / "test-artifacts"
-CLASSES = [str(d) for d in range(10)]
-MODEL = "tiny-frcnn"
+#: the model of the conftest's ``model_dir``: an untrained Faster R-CNN that scores class "1" 0.997 everywhere
+MODEL, CLASSES = "tiny", [str(d) for d in range(10)]
 API_KEY = "page-test-key-1234"
-#: the page's threshold for the untrained model (the API's floor): it scores every box low
-CONF = "0.01"
-#: detections kept: the top few, so that the screenshot stays readable
-MAX_DET = 8
+#: thresholds set on the page (and checked in the requests it sends); a few boxes keep the screenshot readable
+CONF, MAX_DET = "0.5", 8
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,34 +41,17 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding one seeded, untrained Faster R-CNN saved the way 'detect train' saves it."""
-    torch.manual_seed(0)
-    kwargs = {"backbone": "resnet18", "fpn": False}
-    model = get_detector("faster_rcnn", num_classes=10, image_size=96, **kwargs)
-    folder = tmp_path_factory.mktemp("models")
-    save_checkpoint(folder / f"{MODEL}.pt", model.state_dict(), class_names=CLASSES,
-                    config={"detector": "faster_rcnn", "image_size": 96, "detector_kwargs": kwargs})
-    return folder
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 320x240 PNG of bright shapes on a gradient, and a 10-frame 64x48 video of a moving square."""
-    folder = tmp_path_factory.mktemp("media")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 320x240 PNG of bright squares on a grey gradient."""
+    path = tmp_path_factory.mktemp("media") / "shapes.png"
     rng = np.random.default_rng(0)
-    image = np.zeros((240, 320, 3), np.uint8)
-    image[:] = np.linspace(40, 200, 320, dtype=np.uint8)[None, :, None]
+    pixels = np.zeros((240, 320, 3), np.uint8)
+    pixels[:] = np.linspace(40, 200, 320, dtype=np.uint8)[None, :, None]
     for _ in range(6):
         x, y = int(rng.integers(0, 260)), int(rng.integers(0, 180))
-        cv2.rectangle(image, (x, y), (x + 56, y + 56), [int(c) for c in rng.integers(0, 256, 3)], -1)
-    cv2.imwrite(str(folder / "shapes.png"), image)
-    with VideoWriter(folder / "square.avi", fps=10, size=(64, 48)) as video:
-        for i in range(10):
-            frame = np.full((48, 64, 3), 30, np.uint8)
-            frame[12:32, 4 + 4 * i:24 + 4 * i] = (250, 220, 40)
-            video.write(frame)
-    return {"image": folder / "shapes.png", "video": folder / "square.avi"}
+        cv2.rectangle(pixels, (x, y), (x + 56, y + 56), [int(c) for c in rng.integers(0, 256, 3)], -1)
+    cv2.imwrite(str(path), pixels)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +111,7 @@ def swatch_rgb(page, index: int) -> list[int]:
     return [int(v) for v in re.findall(r"\d+", css)[:3]]
 
 
-def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: dict[str, Path], browser,
+def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, image: Path, clip: Path, browser,
                                                        tmp_path: Path) -> None:
     with ServiceProcess(model_dir, tmp_path / "service") as service:
         page = open_page(browser, service.url)
@@ -159,13 +135,13 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
 
         # an image: the table and the canvas show what /v1/detect answered
         with page.expect_response(lambda r: "/v1/detect" in r.url) as answer:
-            page.set_input_files("#image-file", media["image"])
+            page.set_input_files("#image-file", image)
         assert answer.value.status == 200
         assert f"conf={CONF}" in answer.value.url and f"max_det={MAX_DET}" in answer.value.url
         result = answer.value.json()
         assert result["image"] == {"width": 320, "height": 240} and page.is_hidden("#image-error")
         detections = result["detections"]
-        assert len(detections) == MAX_DET, "the untrained model found too little at conf 0.01: change the test image"
+        assert len(detections) == MAX_DET
         page.wait_for_selector("#detections tbody tr[data-index]")
         rows = table_rows(page)  # scores shown to 3 decimals, box corners to whole pixels
         assert [r["index"] for r in rows] == list(range(len(detections)))
@@ -181,8 +157,9 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         scores = [float(s) for s in page.locator("#detections tbody td:nth-child(3)").all_inner_texts()]
         assert scores == sorted(scores)
 
-        # a video job: progress to the end, the annotated video playable, its files linked
-        page.set_input_files("#video-file", media["video"])
+        # a video job (track): progress to the end, the annotated video playable, its files linked
+        page.set_input_files("#video-file", clip)
+        page.check("input[name=kind][value=track]")
         page.evaluate("""() => { window.jobStates = [];  // every state the badge shows, in order
             new MutationObserver(() => window.jobStates.push(document.getElementById('job-state').textContent))
                 .observe(document.getElementById('job-state'), {childList: true}); }""")
@@ -190,12 +167,13 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
             page.click("#video-start")
         assert created.value.status == 201, created.value.text()
         job = created.value.json()
-        assert job["kind"] == "detect" and job["model"] == MODEL
+        assert job["kind"] == "track" and job["model"] == MODEL
+        assert job["params"] | {"conf": float(CONF), "max_det": MAX_DET} == job["params"]
         page.wait_for_selector("#job-state.succeeded", timeout=120_000)
         seen = page.evaluate("window.jobStates")
         assert seen[0] in ("queued", "running") and seen[-1] == "succeeded", seen
         assert page.eval_on_selector("#job-progress", "p => p.value") == 1
-        assert page.inner_text("#job-status").startswith("10 of 10 frames")
+        assert page.inner_text("#job-status").startswith("20 of 20 frames")  # the conftest's clip
         assert page.is_hidden("#job-cancel")
         page.wait_for_function("""() => { const v = document.getElementById('job-video');
             return !v.hidden && v.readyState >= 2 && v.duration > 0 && v.videoWidth > 0; }""")
@@ -208,7 +186,7 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         answer = httpx.get(video["src"])
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("video/webm")
         links = page.locator("#job-links a").all_inner_texts()
-        assert {"annotated.webm", "predictions.jsonl", "summary.json"} <= set(links), links
+        assert {"annotated.webm", "predictions.jsonl", "tracks.txt", "summary.json"} <= set(links), links
 
         # past jobs: the job is listed, succeeded, with its result links
         row = page.locator(f"#jobs tbody tr[data-job='{job['id']}']")
@@ -221,8 +199,8 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, media: d
         assert not [p for p in page.problems if "status of 415" not in p], page.problems  # 415: the text file
 
 
-def test_page_asks_for_the_api_key(model_dir: Path, media: dict[str, Path], browser, tmp_path: Path) -> None:
-    with ServiceProcess(model_dir, tmp_path / "service", api_key=API_KEY) as service:
+def test_page_asks_for_the_api_key(model_dir: Path, image: Path, browser, tmp_path: Path) -> None:
+    with ServiceProcess(model_dir, tmp_path / "service", env={"DETECT_SERVE_API_KEY": API_KEY}) as service:
         page = open_page(browser, service.url)
         notice = page.locator("#notice")
         notice.wait_for()
@@ -241,7 +219,7 @@ def test_page_asks_for_the_api_key(model_dir: Path, media: dict[str, Path], brow
         page.wait_for_selector(f"#model option[value='{MODEL}']", state="attached")
         assert page.is_hidden("#notice")
         page.fill("#conf", CONF)
-        page.set_input_files("#image-file", media["image"])
+        page.set_input_files("#image-file", image)
         page.wait_for_selector("#detections tbody tr")
         assert page.is_hidden("#image-error")
 
