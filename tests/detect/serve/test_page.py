@@ -1,11 +1,12 @@
 """The web page at ``/`` end to end: the real ``detect serve`` in a subprocess, driven in Debian's
 headless Chromium by Playwright (the system browser: Playwright's own download is not available).
 
-One run without an API key: models listed, an image uploaded (boxes on the canvas and rows in the
-table are the ones ``/v1/detect`` answered), a track job followed to its annotated VP8 video
-(played to its end by the ``<video>`` element) and listed under past jobs; a full-page screenshot is saved to
-``runs/test-artifacts/service-page.png`` and to the test's ``tmp_path``. One run with a key: the
-page shows the 401 message until the right key is entered.
+One run without an API key: models listed, an image uploaded (boxes on the canvas and rows in
+the table are the ones ``/v1/detect`` answered), a track job followed to its annotated VP8 video
+(played to its end by the ``<video>`` element) and listed under past jobs; full-page screenshots
+(1280x800, and a 390 px wide window) are saved to ``runs/test-artifacts/service-page.png`` and
+``service-page-narrow.png`` and to the test's ``tmp_path``. One run with a key: the page shows the
+401 message until the right key is entered, and keeps the key.
 """
 
 from __future__ import annotations
@@ -196,6 +197,10 @@ def test_page_detects_an_image_and_follows_a_video_job(model_dir: Path, image: P
         assert page.inner_text("#jobs-range") == "1–1 of 1"
 
         save_screenshot(page, tmp_path, "service-page.png")
+        page.set_viewport_size({"width": 390, "height": 800})  # a phone: one column, nothing wider than the window
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert page.eval_on_selector("#image-canvas", "c => c.getBoundingClientRect().right") <= 390
+        save_screenshot(page, tmp_path, "service-page-narrow.png")
         assert not [p for p in page.problems if "status of 415" not in p], page.problems  # 415: the text file
 
 
