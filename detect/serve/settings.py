@@ -36,7 +36,7 @@ class ServiceSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: a free one, printed at start)")
-    model_dir: Path = Field(ROOT / "models", description="served models: every checkpoint (.pt) and exported "
+    model_dir: Path = Field(Path("models"), description="served models: every checkpoint (.pt) and exported "
                                                          "file (.onnx, .torchscript) in it, named by file stem")
     default_model: str = Field("digits-frcnn-r18", description="the model a request without ?model= gets")
     data_dir: Path = Field(Path("runs/serve"), description="the service's own files: jobs database, uploads, "
