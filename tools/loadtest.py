@@ -3,7 +3,7 @@
 One run: (1) the model's offline throughput — its forward alone on images decoded beforehand, in
 batches of the service's ``max_batch`` (no HTTP, no decode: the stricter reference); (2) the
 service started as its own process (``detect serve --port 0``) on the same model, warmed up, then N
-concurrent clients posting the test images (``POST /v1/detect``, raw PNG bodies) for T seconds.
+concurrent clients posting the test images (``POST /v1/detect``, raw bodies) for T seconds.
 Printed (and written to ``OUT/loadtest.md`` / ``.json``): throughput, latency p50/p90/p99, answers
 by status (503s with ``Retry-After`` are the service's deliberate back-pressure), the batch-size
 histogram (from ``/metrics``), the server's RSS after warm-up and at the end, and the ratio of the
@@ -126,7 +126,7 @@ async def load(url: str, bodies: Sequence[bytes], clients: int, seconds: float) 
             start = time.perf_counter()
             try:
                 answer = await http.post("v1/detect", content=bodies[i % len(bodies)],
-                                         headers={"Content-Type": "image/png"})
+                                         headers={"Content-Type": "application/octet-stream"})
                 statuses[str(answer.status_code)] += 1
                 if answer.status_code == 200:
                     latencies.append(time.perf_counter() - start)

@@ -39,6 +39,8 @@ from detect.serve.settings import ServiceSettings
 
 log = logging.getLogger("detect.serve")
 STATIC = Path(__file__).resolve().parent / "static"
+#: a digit-scenes test image (never trained on), for the curl example printed at start
+EXAMPLE_IMAGE = STATIC / "example.jpg"
 DESCRIPTION = """Object detection over HTTP: `POST /v1/detect` an image, `POST /v1/jobs` a video
 (detect or track) or an evaluation, then follow the job. Errors are JSON:
 `{"error": {"status", "code", "message", "expected", "got"}}`."""
@@ -100,7 +102,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     log.info("serving %s (default %s) on %s", ", ".join(models.names()), models.default, settings.device)
     if url := getattr(app.state, "url", None):  # set by detect serve, which knows the socket
         print(f"detect serve: ready at {url}  (models: {', '.join(models.names())}; API docs at {url}docs)\n"
-              f"try: curl -F file=@image.jpg '{url}v1/detect?conf=0.3'", flush=True)
+              f"try: curl -F file=@{EXAMPLE_IMAGE} '{url}v1/detect?conf=0.3'", flush=True)
     try:
         yield
     finally:

@@ -10,23 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from classify.base.checkpoint import save_checkpoint
-from detect.models.registry import get_detector
-
-CLASSES = [str(d) for d in range(10)]
-TINY_KWARGS = {"backbone": "resnet18", "fpn": False, "out_channels": 32, "representation_size": 64}
-
-
-def tiny_model(folder: Path, name: str = "tiny") -> Path:
-    """A seeded, untrained Faster R-CNN (ResNet-18, no FPN, 96 px) saved the way ``detect train`` saves it."""
-    torch.manual_seed(0)
-    model = get_detector("faster_rcnn", num_classes=10, image_size=96, **TINY_KWARGS)
-    folder.mkdir(parents=True, exist_ok=True)
-    return save_checkpoint(folder / f"{name}.pt", model.state_dict(), class_names=CLASSES,
-                           config={"detector": "faster_rcnn", "image_size": 96, "detector_kwargs": TINY_KWARGS})
-
 
 class ServiceProcess:
     """``python -m detect serve --port 0 ...`` in its own process; ``url`` once it printed that it is ready.

@@ -13,20 +13,14 @@ import httpx
 import numpy as np
 import pytest
 from bad_uploads import bad_images, encoded
+from conftest import CLASSES
 from PIL import Image
-from service_process import CLASSES, ServiceProcess, tiny_model
+from service_process import ServiceProcess
 
 from detect.inference.predictor import Predictor
 from detect.serve.models import MAX_DETECTIONS, SCORE_FLOOR
 
 KEY = "test-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    tiny_model(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
