@@ -4,8 +4,9 @@
 setup:
 	bash scripts/setup.sh
 
+# the detection service on the repository's model (configs/service.yaml); Ctrl-C stops it
 run: setup
-	.venv/bin/detect demo
+	.venv/bin/detect serve
 
 test: setup
 	.venv/bin/python -m pytest -n 2 --timeout 900

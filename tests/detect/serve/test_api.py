@@ -5,6 +5,7 @@ of bad input answered 4xx with a message that says what was expected and what ca
 from __future__ import annotations
 
 import asyncio
+import signal
 import io
 import socket
 from pathlib import Path
@@ -234,3 +235,13 @@ def test_a_port_in_use_is_one_clear_error(model_dir: Path, tmp_path: Path) -> No
                                str(model_dir), "--default-model", "tiny", "--data-dir", str(tmp_path)],
                               capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_stop_the_service_cleanly(model_dir: Path, tmp_path: Path, sig: int) -> None:
+    server = ServiceProcess(model_dir, tmp_path)
+    assert httpx.get(server.url + "healthz", timeout=30).status_code == 200
+    code = server.stop(sig)
+    log = server.log.read_text()
+    assert code in (0, -sig, 128 + sig), log  # uvicorn re-raises the signal after its graceful shutdown
+    assert "Application shutdown complete" in log and "Traceback" not in log
