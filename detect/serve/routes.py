@@ -33,8 +33,6 @@ from detect.serve.schemas import (
 )
 from detect.serve.uploads import EXPECTED_IMAGE, decode_upload
 
-#: how often a waiting request checks whether its client is still there
-DISCONNECT_POLL_SECONDS = 0.05
 #: seconds a client is told to wait after a 503 (queue full)
 RETRY_AFTER_SECONDS = 1
 
@@ -115,18 +113,27 @@ async def _run_batched(request: Request, served: ServedModel, image: np.ndarray,
         state.metrics.dropped.labels(served.name, "queue_full").inc()
         raise ApiError(503, f"the service is busy: {exc}; retry in {RETRY_AFTER_SECONDS} s",
                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
-    while True:
-        done, _ = await asyncio.wait({pending.future}, timeout=DISCONNECT_POLL_SECONDS)
-        if done:
-            try:
-                return pending.future.result()
-            except QueueFull as exc:
-                raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
-        if await request.is_disconnected():
-            pending.abandoned = True
-            pending.future.cancel()
-            state.metrics.dropped.labels(served.name, "client_gone").inc()
-            raise ApiError(499, "the client went away before its image reached the model", code="client_closed")
+    disconnect = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({pending.future, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        disconnect.cancel()
+    if not pending.future.done():
+        pending.abandoned = True
+        pending.future.cancel()
+        state.metrics.dropped.labels(served.name, "client_gone").inc()
+        raise ApiError(499, "the client went away before its image reached the model", code="client_closed")
+    try:
+        return pending.future.result()
+    except QueueFull as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+
+async def _client_gone(request: Request) -> None:
+    """Return when the client disconnects: once the body is read, the server's next message is
+    ``http.disconnect`` (no polling, which would wake the event loop for every waiting request)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _jpeg(image: np.ndarray, detections) -> bytes:
