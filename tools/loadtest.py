@@ -1,7 +1,8 @@
 """Load test of ``detect serve`` on loopback, against the same model's offline batched throughput.
 
-One run: (1) the model's offline throughput — its forward alone on images decoded beforehand, in
-batches of the service's ``max_batch`` (no HTTP, no decode: the stricter reference); (2) the
+One run: (1) the model's offline throughput — the same ``Predictor`` call the service's batcher
+makes, on images decoded beforehand, in batches of the service's ``max_batch`` (no HTTP, no
+decoding), measured before and after the load and averaged (the machine's speed drifts); (2) the
 service started as its own process (``detect serve --port 0``) on the same model, warmed up, then N
 concurrent clients posting the test images (``POST /v1/detect``, raw bodies) for T seconds.
 Printed (and written to ``OUT/loadtest.md`` / ``.json``): throughput, latency p50/p90/p99, answers
@@ -20,10 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,68 +47,42 @@ def test_images(folder: Path, count: int) -> list[Path]:
     return images
 
 
-def offline_rate(model: Path, images: Sequence[Path], batch: int, threads: int, seconds: float) -> float:
-    """Images a second of the model's forward alone (batches of ``batch``, decoded beforehand), for about ``seconds``."""
+def offline_rate(predictor, pixels: Sequence[np.ndarray], batch: int, seconds: float) -> float:
+    """Images a second of ``predictor`` on batches of ``batch`` images decoded beforehand, for about
+    ``seconds`` (what the service's batcher thread runs, without HTTP or decoding)."""
+    from detect.inference.predictor import Decoded
+
+    def run(start: int) -> None:
+        predictor.predict_decoded([Decoded(pixels[(start + i) % len(pixels)], "offline") for i in range(batch)])
+
+    run(0)  # warm-up
+    done, begin = 0, time.perf_counter()
+    while time.perf_counter() - begin < seconds:
+        run(done)
+        done += batch
+    return done / (time.perf_counter() - begin)
+
+
+def offline_predictor(model: Path, threads: int):
+    """The model as the service runs it (lowest score threshold, most detections), and its input images."""
     import torch
 
-    from detect.data.image_io import read_rgb
-    from detect.inference.loop import timed_forward
-    from detect.inference.predictor import Predictor, to_tensor
+    from detect.inference.predictor import Predictor
     from detect.serve.models import MAX_DETECTIONS, SCORE_FLOOR
 
     torch.set_num_threads(threads)
-    predictor = Predictor(model, conf=SCORE_FLOOR, max_det=MAX_DETECTIONS)  # as the service runs it
-    pixels = [read_rgb(p) for p in images]
-    tensors = [to_tensor(image, predictor.device) for image in pixels]
-    timed_forward(predictor.model, tensors[:batch], predictor.device)  # warm-up
-    done, elapsed, start = 0, 0.0, 0
-    while elapsed < seconds:
-        chunk = [tensors[(start + i) % len(tensors)] for i in range(batch)]
-        _, took = timed_forward(predictor.model, chunk, predictor.device)
-        done, elapsed, start = done + batch, elapsed + took, start + batch
-    return done / elapsed
+    return Predictor(model, conf=SCORE_FLOOR, max_det=MAX_DETECTIONS)
 
 
-class Server:
-    """``detect serve`` in its own process on a free loopback port."""
+def start_service(model: Path, settings: dict[str, object], data_dir: Path, threads: int):
+    """``detect serve`` on ``model`` alone (a folder holding a link to it), on a free loopback port."""
+    from detect.serve.process import ServiceProcess
 
-    def __init__(self, model: Path, settings: dict[str, object], data_dir: Path, threads: int) -> None:
-        command = [sys.executable, "-m", "detect", "serve", "--host", "127.0.0.1", "--port", "0",
-                   "--model-dir", str(data_dir / "models"), "--default-model", model.stem,
-                   "--data-dir", str(data_dir / "data"), "--threads", str(threads), "--log-level", "warning"]
-        for key, value in settings.items():
-            command += [f"--{key.replace('_', '-')}", str(value)]
-        (data_dir / "models").mkdir(parents=True, exist_ok=True)
-        link = data_dir / "models" / model.name
-        if not link.exists():
-            link.symlink_to(model.resolve())
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "DETECT_SERVE_CONFIG": str(data_dir / "none.yaml")}
-        (data_dir / "none.yaml").write_text("{}\n")
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env=env, cwd=ROOT)
-        self.url = self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 300.0) -> str:
-        deadline = time.monotonic() + timeout
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if found := re.search(r"ready at (http://\S+/)", line):
-                return found.group(1)
-            if time.monotonic() > deadline:
-                break
-        self.stop()
-        raise SystemExit("the service did not start (see its output above)")
-
-    def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+    folder = data_dir / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / model.name).symlink_to(model.resolve())
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
+    return ServiceProcess(folder, data_dir / "data", *flags, "--log-level", "warning", threads=threads, timeout=300)
 
 
 async def load(url: str, bodies: Sequence[bytes], clients: int, seconds: float) -> dict:
@@ -153,15 +126,16 @@ def batch_histogram(metrics: str) -> dict[str, float]:
 
 
 def histogram_rows(before: dict[str, float], after: dict[str, float]) -> list[tuple[str, int]]:
-    """Model calls by batch size range, from two cumulative snapshots."""
-    rows, previous_le, previous = [], "0", 0.0
-    for le in sorted(after, key=lambda k: float(k)):
+    """Model calls by batch size range (``"5-6"``, ``"8"``), from two cumulative snapshots."""
+    rows, low, previous = [], 1, 0.0
+    for le in sorted(after, key=float):
         cumulative = after[le] - before.get(le, 0.0)
         calls = int(round(cumulative - previous))
+        high = "more" if le == "+Inf" else f"{float(le):g}"
         if calls:
-            label = le if float(le) - float(previous_le) <= 1 else f"{int(float(previous_le)) + 1}-{le}"
-            rows.append((label.replace("+Inf", "more"), calls))
-        previous_le, previous = le, cumulative
+            rows.append((high if high == str(low) else f"{low}-{high}", calls))
+        low = low if le == "+Inf" else int(float(le)) + 1
+        previous = cumulative
     return rows
 
 
@@ -178,10 +152,11 @@ def markdown(r: dict, command: str) -> str:
     return "\n".join([
         f"`{command}`", "", f"{r['date']} | {r['machine']}", "",
         "| clients | seconds | answered 200 | images/s (service) | images/s (offline, batch "
-        f"{r['max_batch']}) | ratio | p50 ms | p90 ms | p99 ms | other answers | RSS after warm-up → end MiB |",
+        f"{r['max_batch']}, before/after) | ratio | p50 ms | p90 ms | p99 ms | other answers | RSS after warm-up → end MiB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {r['clients']} | {r['seconds']:.0f} | {r['statuses'].get('200', 0)} | {r['service_per_s']:.2f} | "
-        f"{r['offline_per_s']:.2f} | {r['ratio']:.2f}x | {p[0]:.0f} | {p[1]:.0f} | {p[2]:.0f} | {errors} | "
+        f"{r['offline_per_s']:.2f} ({r['offline_before_after'][0]:.2f}/{r['offline_before_after'][1]:.2f}) | "
+        f"{r['ratio']:.2f}x | {p[0]:.0f} | {p[1]:.0f} | {p[2]:.0f} | {errors} | "
         f"{r['rss_start_mib']:.0f} → {r['rss_end_mib']:.0f} ({100 * r['rss_growth']:+.1f}%) |",
         "", f"Model calls by batch size: {batches}.", ""])
 
@@ -204,17 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-wait-ms", type=float, default=10.0)
     p.add_argument("--queue-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="torch threads of the service and the offline run")
-    p.add_argument("--offline-seconds", type=float, default=30.0)
+    p.add_argument("--offline-seconds", type=float, default=40.0, help="offline measurement, half before and half after")
     p.add_argument("--out", type=Path, default=ROOT / "runs/loadtest")
     args = p.parse_args(argv)
 
+    from detect.data.image_io import read_rgb
+
     images = test_images(args.images, args.count)
     bodies = [path.read_bytes() for path in images]
-    log(f"offline: {args.model.name}, batches of {args.max_batch}, {args.offline_seconds:.0f} s")
-    offline = offline_rate(args.model, images, args.max_batch, args.threads, args.offline_seconds)
-    log(f"offline: {offline:.2f} images/s")
+    pixels = [read_rgb(path) for path in images]
+    predictor = offline_predictor(args.model, args.threads)
+    offline = [offline_rate(predictor, pixels, args.max_batch, args.offline_seconds / 2)]
+    log(f"offline before the load: {offline[0]:.2f} images/s (batches of {args.max_batch})")
     with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
-        server = Server(args.model, {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+        server = start_service(args.model, {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
                                      "queue_size": args.queue_size}, Path(tmp), args.threads)
         try:
             log(f"service at {server.url}; warm-up {args.warmup:.0f} s with {args.clients} clients")
@@ -225,11 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             rss_end, after = server.rss_mib(), batch_histogram(fetch(server.url))
         finally:
             server.stop()
+    offline.append(offline_rate(predictor, pixels, args.max_batch, args.offline_seconds / 2))
+    log(f"offline after the load: {offline[1]:.2f} images/s")
     service = run["statuses"].get("200", 0) / run["seconds"]
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.threads), "model": str(args.model),
               "clients": args.clients, "seconds": run["seconds"], "max_batch": args.max_batch,
               "statuses": run["statuses"], "latencies_ms": [1000 * s for s in run["latencies"]],
-              "service_per_s": service, "offline_per_s": offline, "ratio": service / offline,
+              "service_per_s": service, "offline_per_s": sum(offline) / 2, "offline_before_after": offline,
+              "ratio": service / (sum(offline) / 2),
               "rss_start_mib": rss_start, "rss_end_mib": rss_end, "rss_growth": rss_end / rss_start - 1,
               "batch_histogram": histogram_rows(before, after)}
     command = "python tools/loadtest.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -186,7 +186,8 @@ class JobRunner:
                 self._discard_input(job)
             log.info("job %s stopped at frame %d: %s", job.id, progress.next_frame, stop.reason)
         except Exception as error:  # any failure of the job is its own, never the worker's
-            log.warning("job %s failed: %s", job.id, _reason(error), exc_info=not isinstance(error, (OSError, ValueError)))
+            log.warning("job %s failed: %s", job.id, _reason(error),
+                        exc_info=not isinstance(error, (OSError, ValueError)))
             self.store.transition(job.id, ("running",), "failed", error=_reason(error), finished_at=utc_now(),
                                   processed=progress.processed, checkpoint_frame=progress.next_frame, rate=None)
             self._discard_input(job)

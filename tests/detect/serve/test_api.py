@@ -5,8 +5,8 @@ of bad input answered 4xx with a message that says what was expected and what ca
 from __future__ import annotations
 
 import asyncio
-import signal
 import io
+import signal
 import socket
 from pathlib import Path
 
@@ -16,10 +16,10 @@ import pytest
 from bad_uploads import bad_images, encoded
 from conftest import CLASSES
 from PIL import Image
-from service_process import ServiceProcess
 
 from detect.inference.predictor import Predictor
 from detect.serve.models import MAX_DETECTIONS, SCORE_FLOOR
+from detect.serve.process import ServiceProcess
 
 KEY = "test-key-0123456789"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
-from service_process import ServiceProcess
 
 from detect.serve.jobs.store import Job, JobStore
+from detect.serve.process import ServiceProcess
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 120, what: str = "") -> None:

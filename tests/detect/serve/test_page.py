@@ -20,7 +20,8 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from service_process import ServiceProcess
+
+from detect.serve.process import ServiceProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: flags that keep Chromium off every network but loopback (no updates, sync, QUIC, first-run pings)

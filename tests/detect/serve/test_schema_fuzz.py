@@ -11,7 +11,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
-from service_process import ServiceProcess
+
+from detect.serve.process import ServiceProcess
 
 #: generated requests an operation
 EXAMPLES = 20
