@@ -8,6 +8,7 @@ import asyncio
 import io
 import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -245,3 +246,36 @@ def test_ctrl_c_and_sigterm_stop_the_service_cleanly(model_dir: Path, tmp_path: 
     log = server.log.read_text()
     assert code in (0, -sig, 128 + sig), log  # uvicorn re-raises the signal after its graceful shutdown
     assert "Application shutdown complete" in log and "Traceback" not in log
+
+
+def wait_for_job(http: httpx.Client, job_id: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while (job := http.get(f"/v1/jobs/{job_id}").json())["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
+
+
+def test_every_job_kind_on_a_real_server(model_dir: Path, data_root: Path, clip: Path, tmp_path: Path) -> None:
+    with ServiceProcess(model_dir, tmp_path, "--data-root", str(data_root)) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as http:
+        submitted = {kind: http.post("/v1/jobs", data={"kind": kind, "conf": "0.5"},
+                                     files={"file": ("clip.avi", clip.read_bytes())}) for kind in ("detect", "track")}
+        submitted["evaluate"] = http.post("/v1/jobs", data={"kind": "evaluate", "dataset": "scenes/coco",
+                                                            "split": "val"})
+        for kind, answer in submitted.items():
+            assert answer.status_code == 201, answer.text
+            job = wait_for_job(http, answer.json()["id"])
+            assert job["state"] == "succeeded" and job["kind"] == kind, job
+            result = http.get(f"/v1/jobs/{job['id']}/result").json()
+            for name in result["files"]:
+                assert http.get(f"/v1/jobs/{job['id']}/result/{name}").status_code == 200, (kind, name)
+            if kind == "evaluate":
+                assert 0.0 <= result["metrics"]["AP50"] <= 1.0
+            else:
+                lines = http.get(f"/v1/jobs/{job['id']}/result/predictions.jsonl").text.splitlines()
+                assert len(lines) == 20 and job["processed"] == 20
+        tracked = http.get(f"/v1/jobs/{submitted['track'].json()['id']}/result/tracks.txt").text
+        assert tracked.strip(), "the track job wrote no MOT rows"
+        listed = http.get("/v1/jobs", params={"state": "succeeded"}).json()
+        assert listed["total"] == 3
