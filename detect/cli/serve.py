@@ -24,8 +24,8 @@ SETTING_FLAGS = ("host", "port", "model_dir", "default_model", "data_dir", "data
 
 def cmd_serve(args: argparse.Namespace) -> int:
     # OpenMP threads that sleep when idle instead of spinning leave the CPU to the event loop and the
-    # decoding threads between the model's parallel regions: 6.2 -> 6.5-7.0 images/s with 32 clients on
-    # 2 cores (2026-12-07). Read when torch loads, so set before the import below.
+    # decoding threads between the model's parallel regions (docs/benchmarks/service.md). Read when
+    # torch loads, so set before the import below.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from detect.serve.server import serve
     from detect.serve.settings import load_settings
