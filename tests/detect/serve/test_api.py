@@ -271,7 +271,7 @@ def test_every_job_kind_on_a_real_server(model_dir: Path, data_root: Path, clip:
             for name in result["files"]:
                 assert http.get(f"/v1/jobs/{job['id']}/result/{name}").status_code == 200, (kind, name)
             if kind == "evaluate":
-                assert 0.0 <= result["metrics"]["AP50"] <= 1.0
+                assert result["metrics"]["split"] == "val" and 0.0 <= result["metrics"]["metrics"]["AP50"] <= 1.0
             else:
                 lines = http.get(f"/v1/jobs/{job['id']}/result/predictions.jsonl").text.splitlines()
                 assert len(lines) == 20 and job["processed"] == 20
