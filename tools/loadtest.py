@@ -64,7 +64,7 @@ def offline_rate(predictor, pixels: Sequence[np.ndarray], batch: int, seconds: f
 
 
 def offline_predictor(model: Path, threads: int):
-    """The model as the service runs it (lowest score threshold, most detections), and its input images."""
+    """The model as the service runs it (lowest score threshold, most detections)."""
     import torch
 
     from detect.inference.predictor import Predictor

@@ -48,17 +48,17 @@ def prepare_resume(out: Path, start_frame: int, stride: int, track: bool) -> tup
     if start_frame == 0:
         return 0, 0  # the predict loop replaces the files
     predictions = out / PREDICTIONS
-    kept = [line for line in (_complete_lines(predictions) if predictions.is_file() else [])
-            if json.loads(line)["frame"] < start_frame]
-    frames = [json.loads(line)["frame"] for line in kept]
+    records = [(line, json.loads(line)) for line in (_complete_lines(predictions) if predictions.is_file() else [])]
+    kept = [(line, record) for line, record in records if record["frame"] < start_frame]
+    frames = [record["frame"] for _, record in kept]
     if frames != list(range(0, start_frame, stride)):
         raise ValueError(f"cannot resume at frame {start_frame}: {PREDICTIONS} holds {len(frames)} of the "
                          f"{len(range(0, start_frame, stride))} frames before it")
-    write_text_atomic(predictions, "".join(kept))
+    write_text_atomic(predictions, "".join(line for line, _ in kept))
     if track:
         rows = _complete_lines(out / TRACKS) if (out / TRACKS).is_file() else []
         write_text_atomic(out / TRACKS, "".join(r for r in rows if int(r.split(",")[0]) <= start_frame))
-    ids = [d["track_id"] for line in kept for d in json.loads(line)["detections"] if "track_id" in d]
+    ids = [d["track_id"] for _, record in kept for d in record["detections"] if "track_id" in d]
     return len(kept), max(ids, default=-1) + 1
 
 
