@@ -70,10 +70,10 @@ def build_graph(model: nn.Module, name: str | None = None) -> ExportGraph:
     """
     from detect.export.rcnn import RCNNGraph, find_rcnn
     from detect.export.rcnn import check_exportable as check_rcnn
-    from detect.models.peers.ultralytics import UltralyticsDetector
+    from detect.models.yolo.base import YoloDetector
 
     name = name or detector_name(model)
-    if isinstance(model, UltralyticsDetector):
+    if isinstance(model, YoloDetector):
         from detect.export.yolo import YoloGraph
         from detect.export.yolo import check_exportable as check_yolo
 
@@ -86,7 +86,7 @@ def build_graph(model: nn.Module, name: str | None = None) -> ExportGraph:
         copied = copy.deepcopy(model).cpu().eval()
         return RCNNGraph(find_rcnn(copied), name, dict(config) if isinstance(config, dict) else None).eval()
     raise NotExportable(f"{name}: no export graph for a {type(model).__name__}; exportable detectors are Faster "
-                        "R-CNN (faster_rcnn*, tv_fasterrcnn_*) and the ultralytics YOLOv8 / YOLO11 peers")
+                        "R-CNN (faster_rcnn*, tv_fasterrcnn_*) and the YOLO family (ours and the ultralytics peers)")
 
 
 def example_images(graph: ExportGraph, image_size: int | tuple[int, int] | None = None,
@@ -113,7 +113,7 @@ def check_size(image_size: int) -> tuple[int, int]:
 
 def _num_classes(graph: ExportGraph) -> int:
     if graph.family == "yolo":
-        return int(graph.net.model[-1].nc)
+        return graph.num_classes
     return int(graph.roi_heads.box_predictor.cls_score.out_features) - 1
 
 

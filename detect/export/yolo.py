@@ -1,7 +1,7 @@
-"""The ultralytics peers (YOLOv8 / YOLO11) as one batched export graph.
+"""The single-shot detectors (ours and the ultralytics YOLOv8 / YOLO11 peers) as one batched export graph.
 
-:class:`YoloGraph` runs what :class:`detect.models.peers.ultralytics.UltralyticsDetector` runs, for
-a batch of same-size images at once: the letterbox of :class:`detect.data.transforms.Letterbox`
+:class:`YoloGraph` runs what :class:`detect.models.yolo.base.YoloDetector` runs, for a batch of
+same-size images at once: the letterbox of :class:`detect.data.transforms.Letterbox`
 (longer side to ``imgsz``, bilinear with antialiasing, centred on a ``114 / 255`` canvas; the
 new size rounded in float64 as Python rounds it), the network (its ``[N, 4 + C, A]`` head output:
 cxcywh canvas pixels, class probabilities), the best class per anchor, ``score >
@@ -28,12 +28,17 @@ from detect.export.graph import (
     image_shape,
     keep_first_per_image,
 )
+from detect.models.yolo.base import decoded_output
 
 __all__ = ["YoloGraph", "check_exportable"]
 
 
 def check_exportable(model: torch.nn.Module, name: str) -> None:
     """Raise :class:`NotExportable` for ultralytics heads the graph does not decode."""
+    from detect.models.peers.ultralytics import UltralyticsDetector
+
+    if not isinstance(model, UltralyticsDetector):
+        return
     head = model.net.model[-1]
     if getattr(head, "end2end", False):
         raise NotExportable(f"{name}: cannot export an end-to-end (NMS-free) ultralytics head; the graph decodes "
@@ -43,7 +48,8 @@ def check_exportable(model: torch.nn.Module, name: str) -> None:
 
 
 class YoloGraph(ExportGraph):
-    """Eval-mode :class:`UltralyticsDetector` over a batch of same-size images (see the module docstring)."""
+    """Eval-mode :class:`~detect.models.yolo.base.YoloDetector` over a batch of same-size images (see the
+    module docstring)."""
 
     family = "yolo"
 
@@ -54,6 +60,8 @@ class YoloGraph(ExportGraph):
         self.fill = float(model.letterbox.fill)
         self.settings = model.postprocess_settings()
         self.name = name
+        self.num_classes = int(model.num_classes)
+        self.model_config = dict(model.config)
 
     def preprocessing(self) -> dict[str, Any]:
         return {"kind": "letterbox", "size": self.imgsz, "fill": self.fill, "interpolation": "bilinear",
@@ -64,16 +72,12 @@ class YoloGraph(ExportGraph):
         return self.imgsz
 
     def config(self) -> dict[str, Any]:
-        yaml = getattr(self.net, "yaml", None) or {}
-        return {"imgsz": self.imgsz, "num_classes": int(yaml.get("nc", len(getattr(self.net, "names", {})))),
-                "yaml_file": yaml.get("yaml_file"), "scale": yaml.get("scale")}
+        return {**self.model_config, "imgsz": self.imgsz, "num_classes": self.num_classes}
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         num_images, hw = image_shape(images)
         canvas, scale, pad = self._letterbox(images, hw)
-        raw = self.net(canvas)
-        raw = raw[0] if isinstance(raw, (tuple, list)) else raw
-        raw = raw.float()  # [N, 4 + C, A]
+        raw = decoded_output(self.net(canvas)).float()  # [N, 4 + C, A]
         scores, labels = raw[:, 4:].max(dim=1)  # [N, A]
         boxes = raw[:, :4].transpose(1, 2)  # [N, A, 4] cxcywh
         image = flat_image_index(num_images, scores)

@@ -47,9 +47,9 @@ from classify.models.registry import get_model, get_model_entry, list_models
 from classify.models.weights import load_weights
 
 __all__ = [
-    "BackboneC4", "BackboneWithFPN", "DetectionBackbone", "FeatureTrace", "KeepDtypeFrozenBatchNorm2d",
-    "build_backbone", "check_usable", "freeze_batchnorm", "freeze_stages", "pick_levels", "prune_unused",
-    "select_c4_level", "select_fpn_levels", "stage_of_modules", "trace_features",
+    "BackboneC4", "BackboneTaps", "BackboneWithFPN", "DetectionBackbone", "FeatureTrace", "KeepDtypeFrozenBatchNorm2d",
+    "build_backbone", "build_taps", "check_usable", "freeze_batchnorm", "freeze_stages", "pick_levels", "prune_unused",
+    "select_c4_level", "select_fpn_levels", "select_stride_levels", "stage_of_modules", "trace_features",
     "usable_backbones",
 ]
 
@@ -78,6 +78,23 @@ def select_fpn_levels(feature_info: Sequence[FeatureInfo], min_stride: int = FPN
             f"{where}: an FPN needs >= 2 feature maps of distinct strides >= {min_stride} reaching "
             f"stride >= {MIN_TOP_STRIDE}; feature_info has {_describe(feature_info)}")
     return levels
+
+
+def select_stride_levels(feature_info: Sequence[FeatureInfo], strides: Sequence[int],
+                         where: str = "backbone") -> list[FeatureInfo]:
+    """The deepest map of each stride in ``strides``, in that order (YOLO heads read these).
+
+    ResNet-18 with ``strides=(8, 16, 32)`` -> layer2, layer3, layer4.  Raises ``ValueError``
+    naming the strides the backbone has when one is missing.
+    """
+    by_stride: dict[int, FeatureInfo] = {}
+    for f in feature_info:
+        by_stride[f.stride] = f
+    missing = [s for s in strides if s not in by_stride]
+    if missing:
+        raise ValueError(f"{where}: needs feature maps of stride {list(strides)}; stride {missing} missing, "
+                         f"feature_info has {_describe(feature_info)}")
+    return [by_stride[s] for s in strides]
 
 
 def select_c4_level(feature_info: Sequence[FeatureInfo], stride: int = C4_STRIDE,
@@ -376,6 +393,22 @@ class BackboneC4(DetectionBackbone):
         return OrderedDict([(name, self.proj(feat))])
 
 
+class BackboneTaps(DetectionBackbone):
+    """The body maps of ``levels`` themselves, no neck (YOLO necks are built on top).
+
+    ``forward(x) -> OrderedDict[name, Tensor[N, C_l, H/s_l, W/s_l]]``; ``feature_info`` is
+    ``levels`` (each map keeps its own channels); ``out_channels`` is the deepest map's.
+    """
+
+    def __init__(self, body: Backbone, levels: Sequence[FeatureInfo]) -> None:
+        super().__init__(body, levels, levels[-1].channels)
+        self.feature_info = list(self.levels)
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        """``x: Tensor[N, 3, H, W]`` -> the body maps of ``levels``, in order."""
+        return self.taps(x)
+
+
 # -- building -----------------------------------------------------------------------------------
 def build_backbone(
     backbone: str | Backbone,
@@ -405,15 +438,47 @@ def build_backbone(
         input_size: square size of the dry run (default: the model's ``min_input_size``).
     """
     name = backbone if isinstance(backbone, str) else type(backbone).__name__
-    if isinstance(backbone, str):
-        body = _zoo_model(backbone, weights)
-    else:
-        body = backbone
-        if weights is not None:
-            load_weights(body, _read_backbone_state(Path(weights), None))
-    if input_size is None:
-        input_size = _trace_size(backbone)
+    body = _body(backbone, weights)
     chosen = _choose_levels(body.feature_info, fpn, levels, name)
+    _prepare_body(body, chosen, trainable_layers, frozen_bn, input_size or _trace_size(backbone))
+    if fpn:
+        return BackboneWithFPN(body, chosen, out_channels, norm_layer=fpn_norm)
+    return BackboneC4(body, chosen[0], out_channels)
+
+
+def build_taps(
+    backbone: str | Backbone,
+    strides: Sequence[int] = (8, 16, 32),
+    *,
+    weights: str | Path | None = None,
+    trainable_layers: int | None = None,
+    frozen_bn: bool = False,
+    input_size: int | None = None,
+) -> BackboneTaps:
+    """The zoo model's deepest map of each of ``strides`` (:func:`select_stride_levels`), no neck.
+
+    ``weights``, ``trainable_layers``, ``frozen_bn`` and ``input_size`` as in :func:`build_backbone`;
+    modules used only after the deepest tapped map (classification heads) are pruned.
+    """
+    name = backbone if isinstance(backbone, str) else type(backbone).__name__
+    body = _body(backbone, weights)
+    chosen = select_stride_levels(body.feature_info, strides, f"backbone {name!r}")
+    _prepare_body(body, chosen, trainable_layers, frozen_bn, input_size or _trace_size(backbone))
+    return BackboneTaps(body, chosen)
+
+
+def _body(backbone: str | Backbone, weights: str | Path | None) -> Backbone:
+    """The zoo model named ``backbone`` (or ``backbone`` itself) with ``weights`` loaded."""
+    if isinstance(backbone, str):
+        return _zoo_model(backbone, weights)
+    if weights is not None:
+        load_weights(backbone, _read_backbone_state(Path(weights), None))
+    return backbone
+
+
+def _prepare_body(body: Backbone, chosen: Sequence[FeatureInfo], trainable_layers: int | None,
+                  frozen_bn: bool, input_size: int) -> None:
+    """Freeze early stages, prune what the ``chosen`` maps never need, freeze BatchNorm: in place."""
     trace = trace_features(body, input_size)
     deepest = max(i for i, f in enumerate(body.feature_info) if f in chosen)
     if trainable_layers is not None:
@@ -421,9 +486,6 @@ def build_backbone(
     prune_unused(body, [f.name for f in chosen], trace, input_size)
     if frozen_bn:
         freeze_batchnorm(body)
-    if fpn:
-        return BackboneWithFPN(body, chosen, out_channels, norm_layer=fpn_norm)
-    return BackboneC4(body, chosen[0], out_channels)
 
 
 def _choose_levels(info: Sequence[FeatureInfo], fpn: bool, levels: Sequence[str] | None,

@@ -42,7 +42,7 @@ def test_ultralytics_postprocess_matches_ultralytics_nms() -> None:
     model = UltralyticsDetector.from_config("yolov8n.yaml", num_classes=4, imgsz=128, score_threshold=0.3,
                                             nms_threshold=0.5).eval()
     images = [torch.rand(3, 128, 128) for _ in range(2)]
-    batch, params = model.preprocess(images)
+    batch, params, _ = model.preprocess(images)
     assert params == [(1.0, 0, 0), (1.0, 0, 0)]
     with torch.no_grad():
         raw = model.net(batch)[0]
@@ -62,7 +62,7 @@ def test_ultralytics_postprocess_matches_ultralytics_nms() -> None:
 def test_letterbox_maps_predictions_back_to_the_original_image() -> None:
     model = UltralyticsDetector.from_config("yolov8n.yaml", num_classes=1, imgsz=64).eval()
     image = torch.rand(3, 32, 64)  # scale 1, padded 16 px top and bottom
-    _, params = model.preprocess([image])
+    _, params, _ = model.preprocess([image])
     assert params == [(1.0, 0, 16)]
     raw = torch.zeros(1, 5, 1)
     raw[0, :, 0] = torch.tensor([32.0, 32.0, 20.0, 10.0, 0.9])  # cx cy w h on the canvas, score
