@@ -117,7 +117,8 @@ class SeededDataset(Dataset):
     ``dataset[index]`` runs inside ``torch.random.fork_rng`` (CPU generator only) after
     ``torch.manual_seed``: the transforms' random draws are reproducible, and the caller's RNG
     state is the same afterwards. Attributes of the wrapped dataset (``class_names``, ``split``)
-    are reachable through this one.
+    are reachable through this one, and ``set_epoch`` reaches it too when it has one (e.g.
+    :class:`detect.data.mosaic.MosaicDataset`, whose mosaics stop at a given epoch).
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0) -> None:
@@ -125,6 +126,8 @@ class SeededDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
