@@ -93,6 +93,19 @@ class DetectTrainConfig:
     color_jitter: float = param(0.2, ge=0, le=1, help="brightness/contrast/saturation jitter strength")
     translate: bool = param(False, help="letterbox: place each training image at a random position of "
                             "the canvas (a random crop when scale jitter enlarges it) instead of centred")
+    mosaic: float = param(0.0, ge=0, le=1, help="probability that a training sample is a mosaic of 4 "
+                          "images (YOLOv4): each resized to image_size on its longer side, placed around a "
+                          "random centre of a 2 x image_size canvas, a window of it cut back to image_size "
+                          "with a random scale from scale_jitter (moved by up to a tenth of image_size with "
+                          "translate); then hflip and colour jitter; needs letterbox (0: off)")
+    close_mosaic: int = param(0, ge=0, help="train the last N epochs without mosaic (nor mixup). The run "
+                              "counts ceil(total iterations / batches an epoch) epochs, the last possibly "
+                              "partial and counted as one; total iterations are epochs x batches, or "
+                              "max_iters, or the schedule fitted so far with fit_schedule_to_budget (a "
+                              "time-budget stop without it may come before them); 0: mosaic to the end")
+    mixup: float = param(0.0, ge=0, le=1, help="probability that a mosaic sample is blended with a second "
+                         "mosaic (MixUp: weight r ~ Beta(32, 32) on the first, 1 - r on the second), keeping "
+                         "the boxes of both; needs mosaic > 0 (0: off)")
     num_workers: int = param(0, ge=0, help="data-loading processes")
     # -- validation, checkpoints, run
     eval_period: int = param(1, ge=0, help="validate every N epochs (0: only at the end)")
@@ -125,6 +138,12 @@ class DetectTrainConfig:
         if self.fit_schedule_to_budget and self.time_budget_min is None:
             raise ValueError("DetectTrainConfig.fit_schedule_to_budget: needs time_budget_min (the minutes "
                              "to fit the schedule into); set it, or fit_schedule_to_budget: false")
+        if self.mosaic > 0 and not self.letterbox:
+            raise ValueError(f"DetectTrainConfig.mosaic: {self.mosaic} builds image_size x image_size squares "
+                             "like the letterbox; set letterbox: true, or mosaic: 0")
+        if self.mixup > 0 and self.mosaic == 0:
+            raise ValueError(f"DetectTrainConfig.mixup: {self.mixup} blends two mosaic samples, but mosaic is 0; "
+                             "set mosaic > 0, or mixup: 0")
         if any(p == "" for p in self.freeze):
             raise ValueError("DetectTrainConfig.freeze: expected non-empty parameter-name prefixes, got ''")
 
@@ -153,6 +172,18 @@ def total_iterations(config: DetectTrainConfig, batches_per_epoch: int) -> int:
     """Iterations of the whole run: ``max_iters``, else ``epochs * batches_per_epoch``."""
     assert batches_per_epoch > 0, "an epoch has at least one batch"
     return config.max_iters if config.max_iters is not None else config.epochs * batches_per_epoch
+
+
+def close_mosaic_epoch(config: DetectTrainConfig, total_iters: int, batches_per_epoch: int) -> int | None:
+    """The first epoch (0-based) trained without mosaic: the run has ``ceil(total_iters /
+    batches_per_epoch)`` epochs (the last possibly partial, counted as one), the last
+    ``close_mosaic`` of them have none; ``None`` when ``close_mosaic`` is 0 (at or below 0: no
+    mosaic at all). Equivalently: an epoch has no mosaic when it starts within the run's last
+    ``close_mosaic * batches_per_epoch`` iterations."""
+    assert batches_per_epoch > 0, "an epoch has at least one batch"
+    if config.close_mosaic == 0:
+        return None
+    return -(-total_iters // batches_per_epoch) - config.close_mosaic
 
 
 def config_from_dict(data: dict[str, Any]) -> DetectTrainConfig:

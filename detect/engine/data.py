@@ -2,7 +2,8 @@
 
 Training images go through the augmentation of :func:`detect.data.transforms.build_transforms`
 under per-sample seeds (:class:`detect.data.sampler.SeededDataset`) in seeded batches
-(:class:`detect.data.sampler.GroupedBatchSampler`). Validation and test images are not transformed:
+(:class:`detect.data.sampler.GroupedBatchSampler`); with ``mosaic > 0`` a share of them are mosaics
+(:class:`detect.data.mosaic.MosaicDataset`). Validation and test images are not transformed:
 the Detector contract has the model take original images and answer in their pixels.
 """
 
@@ -11,13 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from detect.data.collate import detection_collate
 from detect.data.dataset import DetectionDataset
 from detect.data.formats import available_splits, detect_format, load_split
+from detect.data.mosaic import MosaicDataset
 from detect.data.sampler import GroupedBatchSampler, SeededDataset, aspect_ratio_groups
-from detect.data.transforms import build_transforms
+from detect.data.transforms import Compose, Letterbox, build_transforms
 from detect.data.validate import box_problems, duplicate_id_problems
 from detect.engine.config import DetectTrainConfig
 from detect.structures import DatasetSplit
@@ -83,7 +85,7 @@ def build_train_loader(split: DatasetSplit, config: DetectTrainConfig,
     transforms = build_transforms(True, config.image_size, letterbox=config.letterbox, hflip=config.hflip,
                                   scale_jitter=config.scale_jitter, color_jitter=config.color_jitter,
                                   translate=config.translate)
-    dataset = SeededDataset(DetectionDataset(split, transforms), seed=config.seed)
+    dataset = SeededDataset(_augmented(split, transforms, config), seed=config.seed)
     if config.letterbox:
         groups = [0] * len(split.images)
     else:
@@ -93,6 +95,17 @@ def build_train_loader(split: DatasetSplit, config: DetectTrainConfig,
                         collate_fn=detection_collate, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(config.seed))
     return loader, sampler, dataset
+
+
+def _augmented(split: DatasetSplit, transforms: Compose, config: DetectTrainConfig) -> Dataset:
+    """The training images through ``transforms``; with ``mosaic > 0`` a share of them mosaics,
+    followed by ``transforms`` less its letterbox (flip, colour jitter)."""
+    if config.mosaic == 0:
+        return DetectionDataset(split, transforms)
+    after = Compose([t for t in transforms.transforms if not isinstance(t, Letterbox)])
+    assert len(after.transforms) == len(transforms.transforms) - 1, "mosaic needs the letterbox pipeline"
+    return MosaicDataset(DetectionDataset(split), config.image_size, config.mosaic, transforms, after,
+                         scale_range=config.scale_jitter, translate=config.translate, mixup=config.mixup)
 
 
 def build_eval_loader(split: DatasetSplit, config: DetectTrainConfig, device: torch.device) -> DataLoader:

@@ -45,7 +45,7 @@ from classify.base.history import Panel, metric_row, plot_curves, write_history
 from classify.base.optim import build_optimizer, freeze_by_prefix, param_groups
 from classify.base.rng import capture_rng, restore_rng, seed_everything
 from classify.base.schedule import LRSchedule, build_scheduler, milestone_iterations
-from detect.engine.config import DetectTrainConfig, total_iterations
+from detect.engine.config import DetectTrainConfig, close_mosaic_epoch, total_iterations
 from detect.engine.data import build_eval_loader, build_train_loader, load_training_splits
 from detect.engine.loop import train_one_epoch
 from detect.engine.state import RunState
@@ -313,6 +313,7 @@ def _train_epoch(run: _Run, stop_after: int | None) -> dict[str, float]:
     state, config = run.state, run.config
     run.sampler.set_epoch(state.epoch, state.batch_in_epoch)
     run.train_dataset.set_epoch(state.epoch)
+    _close_mosaic(run)
     limit = min(run.sampler.num_batches() - state.batch_in_epoch, run.total_iters - state.iteration)
     if stop_after is not None:
         limit = min(limit, stop_after - state.iteration)
@@ -328,6 +329,21 @@ def _train_epoch(run: _Run, stop_after: int | None) -> dict[str, float]:
     state.iteration += stats["iterations"]
     state.batch_in_epoch += stats["iterations"]
     return stats
+
+
+def _close_mosaic(run: _Run) -> None:
+    """Tell the training data from which epoch on it makes no mosaic (``close_mosaic``), from the run's
+    length now (a fitted schedule shortens it), so a resumed run decides as the uninterrupted one."""
+    if run.config.mosaic == 0:
+        return
+    dataset, state = run.train_dataset, run.state
+    before = dataset.close_epoch
+    close = close_mosaic_epoch(run.config, run.total_iters, run.sampler.num_batches())
+    dataset.close_mosaic_at(close)
+    switched = before != close or (state.epoch == close and state.batch_in_epoch == 0)
+    if switched and not dataset.mosaic_active:
+        log(f"no mosaic from epoch {max(close, 0) + 1} on (close_mosaic: the last {run.config.close_mosaic} "
+            f"of the run's {close + run.config.close_mosaic} epochs)")
 
 
 def _loss_logger(run: _Run, start: float) -> Callable[[dict[str, float]], None]:

@@ -18,6 +18,7 @@ from classify.base.config import config_to_dict, load_config
 from detect.data.build import build_digit_scenes
 from detect.data.formats import load_split
 from detect.data.scene_config import scene_config
+from detect.engine import loop
 from detect.engine.config import DetectTrainConfig, config_from_dict
 from detect.engine.trainer import TrainResult, fit
 from detect.inference.evaluate import evaluate_detector
@@ -162,6 +163,36 @@ def test_resume_mid_epoch_equals_uninterrupted_training_bit_for_bit(tiny: Path, 
                {k: v for k, v in b["rows"][key].items() if k.startswith(("loss", "lr"))}
     assert [r["iteration"] for r in a["state"]["loss_log"]] == [1, 2, 3, 4, 5]
     assert b["state"]["train_minutes"] > first.minutes
+
+
+def test_mosaic_run_closes_mosaic_on_time_and_resumes_bit_for_bit(tiny: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """mosaic 1 (+ mixup 0.5) with close_mosaic 1 over 5 iterations of 3-batch epochs: the batches of
+    epoch 1 are all mosaics, those of epoch 2 none, whether the run goes straight or stops after
+    2 iterations and resumes; the weights agree bit for bit."""
+    flags: list[list[bool]] = []
+    real = loop.training_targets
+
+    def spy(targets, device):
+        flags.append([t["mosaic"] for t in targets])
+        return real(targets, device)
+
+    monkeypatch.setattr(loop, "training_targets", spy)
+    config = make_config(tiny, tmp_path / "straight", max_iters=5, warmup_iters=2, val_split=None, test_split=None,
+                         mosaic=1.0, mixup=0.5, close_mosaic=1, color_jitter=0.3, translate=True, ema=True,
+                         ema_tau=3.0)
+    straight = fit(config)
+    assert flags == [[True] * 4] * 3 + [[False] * 4] * 2
+    flags.clear()
+    split = dataclasses.replace(config, output=tmp_path / "split")
+    first = fit(split, stop_after=2)
+    second = fit(split, resume=first.last)
+    assert second.iterations == 5 and flags == [[True] * 4] * 3 + [[False] * 4] * 2
+    a, b = _state(straight.last), _state(second.last)
+    for key in ("model", "train"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+    assert all(torch.equal(a["opt"][i]["momentum_buffer"], b["opt"][i]["momentum_buffer"]) for i in a["opt"])
+    assert [r["loss"] for r in a["state"]["loss_log"]] == [r["loss"] for r in b["state"]["loss_log"]]
 
 
 def test_the_loss_log_averages_windows_across_a_resume(tiny: Path, tmp_path: Path,
