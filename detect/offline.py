@@ -12,6 +12,9 @@ import shutil
 from pathlib import Path
 
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+#: ultralytics keeps its settings and fonts in this sub-folder of ``$YOLO_CONFIG_DIR``; its font
+#: check (run when its trainer or validator draws plots) looks there and downloads otherwise.
+USER_SUBDIR = "Ultralytics"
 
 
 def default_config_dir() -> Path:
@@ -47,6 +50,7 @@ def configure_ultralytics_env() -> Path:
     config_dir = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(default_config_dir())))
     try:
         seed_fonts(config_dir)
+        seed_fonts(config_dir / USER_SUBDIR)
     except OSError:  # read-only install: ultralytics then warns, nothing is downloaded offline
         pass
     return config_dir
@@ -58,3 +62,22 @@ def disable_ultralytics_sync() -> None:
 
     if SETTINGS.get("sync", True):
         SETTINGS.update({"sync": False})
+
+
+def offline_train_settings() -> Path:
+    """Make ultralytics' trainer safe offline (imports ultralytics); returns its user config dir.
+
+    Re-applies :func:`configure_ultralytics_env` (``setdefault``: a user's own values stay), seeds
+    the fonts in the folder ultralytics actually reads (``USER_CONFIG_DIR``, normally
+    ``$YOLO_CONFIG_DIR/Ultralytics``; its font check runs when its trainer draws plots and
+    downloads otherwise) and turns settings sync off.
+
+    Raises:
+        OSError: the fonts cannot be written there (the trainer would try to download them).
+    """
+    configure_ultralytics_env()
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    seed_fonts(Path(USER_CONFIG_DIR))
+    disable_ultralytics_sync()
+    return Path(USER_CONFIG_DIR)
