@@ -3,11 +3,15 @@
     detect train --config configs/detect/train_quick.yaml --epochs 2 --output runs/quick
     detect train --detector tv_fasterrcnn_mobilenet_v3_large_320_fpn --data data/digit-scenes/coco \\
         --detector-kwargs '{}' --image-size 256 --time-budget-min 10
+    detect train --model yolov8n --data data/digit-scenes/yolo --epochs 30 --image-size 320
     detect resume runs/quick/last.pt [--time-budget-min 20]
 
 Every key of :class:`detect.engine.config.DetectTrainConfig` is a flag (``--lr 0.01``,
 ``--milestones 0.7 0.9``, ``--scale-jitter none``); flags override the YAML preset, which
-overrides the defaults. ``resume`` starts from the config stored in the checkpoint.
+overrides the defaults; ``--model`` is another name of ``--detector``. The ultralytics models
+(``yolov8n``, ``yolov8s``, ``yolo11n``, ``yolo11s``) train with ultralytics' own trainer
+(:mod:`detect.engine.ultralytics_train`), offline, into the same run folder. ``resume`` starts
+from the config stored in the checkpoint.
 """
 
 from __future__ import annotations
@@ -55,6 +59,13 @@ def _report(result: TrainResult) -> int:
     return 0
 
 
+def _add_model_alias(parser: argparse.ArgumentParser) -> None:
+    """``--model NAME``: the same as ``--detector NAME`` (the word ``detect eval`` and ``predict`` use)."""
+    parser.add_argument("--model", dest="detector", metavar="NAME", default=argparse.SUPPRESS,
+                        help="same as --detector (a registry name; yolov8n, yolov8s, yolo11n and yolo11s "
+                             "train with ultralytics' trainer)")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` and ``resume`` verbs."""
     p = sub.add_parser(
@@ -62,6 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train a registry detector. Settings come from the defaults, then the YAML preset "
                     "(--config), then the flags below.")
     add_config_arguments(p, DetectTrainConfig)
+    _add_model_alias(p)
     p.set_defaults(func=cmd_train)
     r = sub.add_parser(
         "resume", help="continue a stopped run from its last.pt",

@@ -463,6 +463,10 @@ def fit(config: DetectTrainConfig, resume: str | Path | None = None, stop_after:
         FileExistsError: ``config.output`` already holds a run and neither ``resume`` nor ``exist_ok``.
         FloatingPointError: the loss became non-finite.
     """
+    from detect.engine.ultralytics_train import fit_ultralytics, trains_with_ultralytics
+
+    if trains_with_ultralytics(config.detector):  # ultralytics' models train with ultralytics' own trainer
+        return fit_ultralytics(config, resume, stop_after)
     session_start = time.perf_counter()
     run_dir = _check_run_dir(config, resume is not None)
     run = _build(config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -25,7 +26,7 @@ class UltralyticsDetector(YoloDetector):
 
     ``model(images: list[Tensor[3,H,W]] in [0,1]) -> list[{"boxes", "scores", "labels"}]``, boxes
     in xyxy pixels of each original image, labels 0-based.  Inference only here: ultralytics'
-    own trainer trains it (:mod:`detect.engine.ultralytics_train`).
+    own trainer trains it (``detect train --detector yolov8n``, :mod:`detect.engine.ultralytics_train`).
 
     Args:
         net: an ultralytics ``DetectionModel``.
@@ -63,13 +64,7 @@ class UltralyticsDetector(YoloDetector):
     @classmethod
     def from_weights(cls, path: str | Path, **kwargs: object) -> UltralyticsDetector:
         """Load a trained ultralytics ``.pt`` from a local file (never downloads)."""
-        path = Path(path)
-        require_file(path, "ultralytics weights (nothing is downloaded)")
-        from ultralytics.nn.tasks import load_checkpoint
-
-        disable_ultralytics_sync()
-        net, _ = load_checkpoint(str(path), device="cpu")
-        return cls(net.float(), **kwargs)
+        return cls(read_ultralytics_weights(path)[0], **kwargs)
 
     def fuse(self) -> UltralyticsDetector:
         """Fold BatchNorm into the convolutions for inference, as ultralytics' predictor does."""
@@ -78,9 +73,33 @@ class UltralyticsDetector(YoloDetector):
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None) -> list[dict[str, Tensor]]:
         if self.training or targets is not None:
-            raise NotImplementedError("train ultralytics models with 'detect train --detector NAME' (ultralytics' "
-                                      "own trainer); this wrapper's forward is for inference")
+            raise NotImplementedError("train ultralytics models with 'detect train --detector NAME' (it runs "
+                                      "ultralytics' own trainer); this wrapper's forward is for inference")
         return super().forward(images)
+
+
+def read_ultralytics_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The float32 ``DetectionModel`` of a local ultralytics ``.pt`` and the file's other entries
+    (``train_metrics``, ``train_args``...: plain values as ultralytics saved them).
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (nothing is downloaded).
+    """
+    path = Path(path)
+    require_file(path, "ultralytics weights (nothing is downloaded)")
+    from ultralytics.nn.tasks import load_checkpoint
+
+    disable_ultralytics_sync()
+    net, ckpt = load_checkpoint(str(path), device="cpu")
+    info = {k: v for k, v in (ckpt or {}).items() if k in ("train_metrics", "train_args", "epoch", "version")}
+    return net.float(), info
+
+
+def model_yaml(name: str) -> str:
+    """The ultralytics model YAML of registry name ``name`` (``yolov8n`` -> ``yolov8n.yaml``)."""
+    if name not in ULTRALYTICS_PEERS:
+        raise ValueError(f"{name!r} is not an ultralytics model; expected one of {sorted(ULTRALYTICS_PEERS)}")
+    return ULTRALYTICS_PEERS[name][0]
 
 
 def _ultralytics(config: str, num_classes: int = COCO_NUM_CLASSES, weights: str | Path | None = None,
@@ -102,4 +121,4 @@ ULTRALYTICS_PEERS = {
 }
 
 for name, (config, backbone) in ULTRALYTICS_PEERS.items():
-    register_detector(name, family="yolo", backbone=backbone, peer=True, trains=False)(partial(_ultralytics, config))
+    register_detector(name, family="yolo", backbone=backbone, peer=True)(partial(_ultralytics, config))
