@@ -220,7 +220,10 @@ def _plan(config: DetectTrainConfig, run_dir: Path) -> _Plan:
     class_names = list(splits["train"].class_names)
     kwargs = dict(config.detector_kwargs)
     weights = kwargs.pop("weights", None)
-    template = build_detector(config.detector, len(class_names), config.image_size, kwargs)
+    try:
+        template = build_detector(config.detector, len(class_names), config.image_size, kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{config.detector} at image_size {config.image_size}: {exc}") from None
     if weights is not None:
         weights = Path(weights)
         _check_weights(weights, config.detector, template)
