@@ -23,8 +23,9 @@ How the settings map (:func:`train_arguments`; the log lists the arguments and e
 * schedule: cosine -> ``cos_lr`` with ``lrf = min_lr_ratio``; step -> ultralytics' linear decay
   to the same final LR (``lrf = gamma ** len(milestones)``); constant -> ``lrf = 1``.
 * augmentation: ``hflip`` -> ``fliplr``; ``color_jitter`` -> ``hsv_s`` = ``hsv_v`` (no hue jitter);
-  ``scale_jitter`` (low, high) -> ``scale = max(1 - low, high - 1)``; a ``mosaic`` setting when the
-  config has one. ultralytics' other augmentation (mosaic, translation) keeps its defaults.
+  ``scale_jitter`` (low, high) -> ``scale = max(1 - low, high - 1)``; ``translate`` -> ``translate``
+  0.1 (a tenth of the image) or 0; ``mosaic``, ``close_mosaic`` and ``mixup`` as they are (all off
+  by default, as in the project's loop; ultralytics' own defaults would turn mosaic on).
 * run: ``batch``, ``imgsz``, ``seed`` (``deterministic`` on), ``device`` (auto resolved; cuda:N ->
   N), ``workers``, ``amp`` (bf16/fp16 -> ultralytics' AMP on CUDA; float32 on the CPU, which also
   skips its AMP check, which would fetch a model), ``channels_last``, ``freeze`` (prefixes
@@ -161,9 +162,8 @@ def _augmentation_arguments(config: DetectTrainConfig, notes: list[str]) -> dict
         if not math.isclose(1 - low, high - 1):
             notes.append(f"scale_jitter {list(config.scale_jitter)} -> scale {args['scale']:g} (ultralytics' range "
                          "is symmetric: 1 +- scale)")
-    mosaic = getattr(config, "mosaic", None)
-    if mosaic is not None:
-        args["mosaic"] = float(mosaic)
+    args.update(translate=0.1 if config.translate else 0.0, mosaic=config.mosaic, close_mosaic=config.close_mosaic,
+                mixup=config.mixup)
     return args
 
 

@@ -243,16 +243,19 @@ def test_settings_map_to_ultralytics_arguments(tmp_path: Path) -> None:
     # step schedule: linear decay to the same final LR (gamma^2); scale (0.8, 1.2) -> 0.2; color -> hsv s/v
     assert (args["cos_lr"], args["lrf"], args["scale"], args["fliplr"]) == (False, 0.01, 0.2, 0.0)
     assert (args["hsv_h"], args["hsv_s"], args["hsv_v"]) == (0.0, 0.2, 0.2)
+    assert (args["translate"], args["mosaic"], args["close_mosaic"], args["mixup"]) == (0.0, 0.0, 0, 0.0)
     assert any("schedule step" in n for n in notes) and any("ema false" in n for n in notes)
     config = make_config(tmp_path, tmp_path / "run", max_iters=7, warmup_iters=6, optimizer="adamw",
                          schedule="cosine", min_lr_ratio=0.05, hflip=0.5, scale_jitter=(0.5, 1.5), amp="bf16",
                          time_budget_min=30, val_split=None, freeze=("net.model.1.", "net.model.0"),
-                         channels_last=True, ema=True, num_workers=2, seed=3)
+                         channels_last=True, ema=True, num_workers=2, seed=3, translate=True, mosaic=1.0,
+                         close_mosaic=2, mixup=0.1)
     args, notes = train_arguments(config, data, 3, cpu, project)
     assert args["epochs"] == 3 and args["warmup_epochs"] == 2.0 and args["optimizer"] == "AdamW"
     assert (args["cos_lr"], args["lrf"], args["fliplr"], args["scale"]) == (True, 0.05, 0.5, 0.5)
     assert args["time"] == 0.5 and args["val"] is False and args["amp"] is False and args["freeze"] == [0, 1]
     assert args["channels_last"] is True and args["workers"] == 2 and args["seed"] == 3
+    assert (args["translate"], args["mosaic"], args["close_mosaic"], args["mixup"]) == (0.1, 1.0, 2, 0.1)
     assert any("max_iters 7 -> 3 epoch(s)" in n for n in notes) and any("amp bf16" in n for n in notes)
     assert not any("ema" in n for n in notes)
     cuda, _ = train_arguments(make_config(tmp_path, tmp_path / "r", amp="fp16", schedule="constant",
