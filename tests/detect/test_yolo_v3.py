@@ -84,7 +84,7 @@ def test_losses_with_zero_logits_by_hand() -> None:
     assert set(losses) == {"loss_box", "loss_obj", "loss_cls"}
     assert losses["loss_box"].item() == pytest.approx(0.0, abs=1e-9)  # offset 0.5 = sigmoid(0), log(12 / 12) = 0
     assert losses["loss_cls"].item() == pytest.approx(NUM_CLASSES * math.log(2), rel=1e-6)
-    assert losses["loss_obj"].item() == pytest.approx((predictions - 1) * math.log(2), rel=1e-6)  # 1 positive, 1 ignored
+    assert losses["loss_obj"].item() == pytest.approx((predictions - 1) * math.log(2), rel=1e-6)  # anchor 4 ignored
     nothing_ignored = YoloV3Loss(ANCHORS, STRIDES, NUM_CLASSES, ignore_threshold=1.0)(zero_outputs(), gt)
     assert nothing_ignored["loss_obj"].item() == pytest.approx(predictions * math.log(2), rel=1e-6)
     # the same box 4 px up-left: offsets (0.25, 0.25) against sigmoid(0) = 0.5, weight 2 - 144 / 128^2
@@ -137,6 +137,10 @@ def test_registered_in_the_yolo_family_with_paper_anchors_by_default() -> None:
     assert [f.stride for f in model.net.backbone.feature_info] == [8, 16, 32]
     # neck widths: a quarter of ResNet-18's 128 / 256 / 512 channels
     assert [s[0][0].out_channels for s in model.net.conv_sets] == [32, 64, 128]
+    # objectness starts at ~8 objects an image over each level's 3 x 3 anchors x cells (capped at 0.1)
+    objectness = [torch.sigmoid(p[-1].bias.view(3, 5 + NUM_CLASSES)[:, 4]) for p in model.net.predictions]
+    torch.testing.assert_close(torch.stack(objectness), torch.tensor([[8 / (9 * 64)] * 3, [8 / (9 * 16)] * 3,
+                                                                      [0.1] * 3]))
     assert all(isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.1
                for m in model.net.conv_sets.modules() if isinstance(m, (nn.LeakyReLU, nn.ReLU, nn.SiLU)))
 
@@ -242,8 +246,8 @@ class NoStride8(Backbone):
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (dict(anchors=[[10, 13]] * 8), r"anchors must be 9 \(w, h\) pairs in pixels \(3 a level at strides \[8, 16, 32\]\), "
-                                   r"got 8 pairs"),
+    (dict(anchors=[[10, 13]] * 8),
+     r"anchors must be 9 \(w, h\) pairs in pixels \(3 a level at strides \[8, 16, 32\]\), got 8 pairs"),
     (dict(anchors=[[10, 13, 1]] * 9), r"anchors: expected \(w, h\) pairs, a \[N, 2\] array, got shape \[9, 3\]"),
     (dict(anchors=[[10, 13], [5, 5]] + [[400, 400]] * 7), "anchors must be sorted by area"),
     (dict(anchors=[[0, 13]] + [[400, 400]] * 8), r"pair 0 is \[0.0, 13.0\], expected a positive"),

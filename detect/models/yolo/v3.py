@@ -16,8 +16,11 @@ Network (:class:`YoloV3Net`, normalisation included, ``Tensor[N, 3, S, S]`` in `
   (ResNet-18, ``width=0.5``: 64 / 128 / 256 at strides 8 / 16 / 32);
 * prediction layers: a 3x3 ``ConvBnAct`` (twice the neck width) and a 1x1 convolution (with
   bias) to ``3 x (5 + C)`` channels: for each of the level's 3 anchors ``t_x, t_y, t_w, t_h``,
-  objectness, ``C`` class logits.  Biases start at objectness 0.01 and class probability
-  ``1 / C``.
+  objectness, ``C`` class logits.  Biases start at class probability ``1 / C`` and at an
+  objectness of about :data:`EXPECTED_OBJECTS` an image spread evenly over the levels' predictions
+  (``8 / (3 levels x 3 anchors x cells)``, the idea of YOLOv5's bias init): a start at 0.01 gave an
+  initial objectness loss of ~60 an image at 320 px, which AdamW's ~lr-sized steps take hundreds of
+  iterations to bring down.
 
 Decoding (:func:`decode_boxes`): centre ``(sigmoid(t_xy) + cell) * stride``, size
 ``anchor * exp(t_wh)`` (``t_wh`` clipped at ``log(1000 / 16)``, torchvision's limit); score of
@@ -57,7 +60,7 @@ __all__ = ["STRIDES", "YoloV3Net", "decode_boxes", "decode_level", "neck_width",
 STRIDES = (8, 16, 32)
 ANCHORS_PER_LEVEL = 3
 WH_CLIP = math.log(1000.0 / 16)
-OBJECTNESS_PRIOR = 0.01
+EXPECTED_OBJECTS = 8.0  # objects an image assumed by the objectness bias init
 ACTIVATION = "leaky"
 
 
@@ -80,12 +83,13 @@ def conv_set(in_channels: int, channels: int) -> nn.Sequential:
 class PredictionLayer(nn.Sequential):
     """3x3 ``ConvBnAct`` then a 1x1 convolution to ``anchors x (5 + num_classes)`` channels."""
 
-    def __init__(self, channels: int, num_classes: int, anchors: int = ANCHORS_PER_LEVEL) -> None:
+    def __init__(self, channels: int, num_classes: int, objectness_prior: float,
+                 anchors: int = ANCHORS_PER_LEVEL) -> None:
         out = nn.Conv2d(2 * channels, anchors * (5 + num_classes), 1)
         with torch.no_grad():
             bias = out.bias.view(anchors, 5 + num_classes)
             bias.zero_()
-            bias[:, 4] = math.log(OBJECTNESS_PRIOR / (1 - OBJECTNESS_PRIOR))
+            bias[:, 4] = math.log(objectness_prior / (1 - objectness_prior))
             bias[:, 5:] = -math.log(max(num_classes - 1, 1))  # sigmoid = 1 / num_classes
         super().__init__(ConvBnAct(channels, 2 * channels, 3, activation=ACTIVATION), out)
 
@@ -119,13 +123,15 @@ def decode_level(raw: Tensor, boxes: Tensor) -> Tensor:
 class YoloV3Net(nn.Module):
     """Backbone taps (strides 8/16/32) + YOLOv3's top-down neck + three prediction layers.
 
+    ``image_size`` (the canvas side) only sets the objectness bias init.
+
     ``forward(canvas: Tensor[N, 3, S, S] in [0, 1])``: eval mode ``Tensor[N, 4 + C, A]``; training
     mode a list of three :class:`LevelOutput` (stride 8 first).  ``anchors``: ``Tensor[9, 2]``
     ``(w, h)`` pixels sorted by area (kept as a non-persistent buffer: they come from the config).
     """
 
     def __init__(self, taps: BackboneTaps, normalize: nn.Module, num_classes: int, anchors: Tensor,
-                 width: float) -> None:
+                 width: float, image_size: int) -> None:
         super().__init__()
         info = taps.feature_info
         assert [f.stride for f in info] == list(STRIDES), "taps must be the stride 8, 16 and 32 maps"
@@ -141,7 +147,9 @@ class YoloV3Net(nn.Module):
         ])
         self.laterals = nn.ModuleList([ConvBnAct(widths[1], widths[0], 1, activation=ACTIVATION),
                                        ConvBnAct(widths[2], widths[1], 1, activation=ACTIVATION)])
-        self.predictions = nn.ModuleList([PredictionLayer(c, num_classes) for c in widths])
+        priors = [min(0.1, EXPECTED_OBJECTS / (len(info) * ANCHORS_PER_LEVEL * math.ceil(image_size / f.stride) ** 2))
+                  for f in info]
+        self.predictions = nn.ModuleList([PredictionLayer(c, num_classes, p) for c, p in zip(widths, priors)])
         self.register_buffer("anchors", anchors.to(torch.float32).reshape(len(info), ANCHORS_PER_LEVEL, 2),
                              persistent=False)
 
@@ -163,7 +171,7 @@ class YoloV3Net(nn.Module):
         return x.reshape(n, ANCHORS_PER_LEVEL, 5 + self.num_classes, h, w).permute(0, 1, 3, 4, 2)
 
     def forward(self, canvas: Tensor) -> Tensor | list[LevelOutput]:
-        raws = self.raw_outputs(canvas)
+        raws = [r.float() for r in self.raw_outputs(canvas)]  # decoded in float32 under bf16 autocast too
         boxes = [level_boxes(r, a, s) for r, a, s in zip(raws, self.anchors, self.strides)]
         if self.training:
             return [LevelOutput(r, b, s) for r, b, s in zip(raws, boxes, self.strides)]
@@ -211,7 +219,8 @@ def yolov3(num_classes: int = 80, image_size: int | None = 416, backbone: str | 
     """
     image_size = 416 if image_size is None else image_size
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32 or image_size % 32:
-        raise ValueError(f"yolov3: image_size must be a positive multiple of 32 (the deepest stride), got {image_size!r}")
+        raise ValueError(f"yolov3: image_size must be a positive multiple of 32 (the deepest stride), "
+                         f"got {image_size!r}")
     if not isinstance(width, (int, float)) or width <= 0:
         raise ValueError(f"yolov3: width must be a positive fraction of the backbone's channels, got {width!r}")
     if box_loss not in BOX_LOSSES:
@@ -222,7 +231,7 @@ def yolov3(num_classes: int = 80, image_size: int | None = 416, backbone: str | 
     name = backbone if isinstance(backbone, str) else type(backbone).__name__
     normalize = InputNormalize.for_backbone(backbone) if isinstance(backbone, str) else InputNormalize(
         IMAGENET_MEAN, IMAGENET_STD)
-    net = YoloV3Net(taps, normalize, num_classes, sizes, float(width))
+    net = YoloV3Net(taps, normalize, num_classes, sizes, float(width), image_size)
     criterion = YoloV3Loss(sizes, STRIDES, num_classes, ignore_threshold, box_loss)
     config = {"variant": "yolov3", "backbone": name, "anchors": [[round(float(v), 4) for v in a] for a in sizes],
               "width": float(width), "ignore_threshold": float(ignore_threshold), "box_loss": box_loss}

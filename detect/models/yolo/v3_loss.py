@@ -205,8 +205,9 @@ class YoloV3Loss:
                 count = b[..., 0].numel() // b.shape[0]
                 negative = ~ignored[:, start:start + count].reshape(b.shape[:-1])
                 start += count
-                here = assigned.level == level
-                negative[assigned.image[here], assigned.slot[here], assigned.cell_y[here], assigned.cell_x[here]] = False
+                a = assigned
+                here = a.level == level
+                negative[a.image[here], a.slot[here], a.cell_y[here], a.cell_x[here]] = False
                 negatives.append(negative)
         return negatives
 
