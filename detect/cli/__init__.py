@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from classify.base.cli import command_parser, run_main
 from detect.cli import (
+    anchors,
     bench,
     convert,
     data,
@@ -29,7 +30,8 @@ from detect.cli import (
 
 DESCRIPTION = "object detection on the classify backbones: a detection service, prediction on images and video, datasets, training, evaluation, benchmarks"
 #: the verbs in the order ``detect --help`` lists them
-VERBS = (serve, demo, predict, data, convert, validate, train, evaluate, eval_track, bench, export, list_detectors)
+VERBS = (serve, demo, predict, data, convert, validate, train, anchors, evaluate, eval_track, bench, export,
+         list_detectors)
 
 
 def build_parser() -> argparse.ArgumentParser:
