@@ -36,6 +36,7 @@ BUILTIN_MODULES = (
     "detect.models.rcnn.tv_variants",
     "detect.models.peers.torchvision",
     "detect.models.peers.ultralytics",
+    "detect.models.yolo.modern",
 )
 
 
