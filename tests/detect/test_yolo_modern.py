@@ -271,6 +271,22 @@ def test_registered_and_trains_one_step_then_returns_the_eval_contract() -> None
         assert torch.all(out["scores"][:-1] >= out["scores"][1:])
 
 
+def test_bfloat16_autocast_keeps_the_geometry_in_float32() -> None:
+    """Under autocast the logits are bfloat16, the points and decoded boxes float32 (bfloat16 would
+    round the 316-px points' boxes to 2 px)."""
+    torch.manual_seed(0)
+    model = get_detector("yolo_af", num_classes=2, image_size=320, width=8).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        raw = model.net(torch.rand(1, 3, 320, 320))
+        model.eval()
+        out = model.net(torch.rand(1, 3, 320, 320))
+    assert raw.box_logits.dtype == torch.bfloat16 and raw.boxes.dtype == raw.points.dtype == torch.float32
+    assert raw.points[1599].tolist() == [316.0, 316.0] and raw.points[-1].tolist() == [304.0, 304.0]
+    expected = distances_to_boxes(raw.points, dfl_decode(raw.box_logits[0].float()), raw.strides)
+    torch.testing.assert_close(raw.boxes[0], expected)
+    assert out.dtype == torch.float32
+
+
 def test_overfits_one_image_with_two_boxes() -> None:
     """40 AdamW steps on one 64-px image (twice in the batch): the loss falls to a fraction of its
     start, both boxes are predicted at IoU > 0.85, and a well-placed box scores its class.

@@ -186,15 +186,16 @@ class AnchorFreeNet(nn.Module):
     def forward(self, canvas: Tensor) -> Tensor | HeadOutput:
         maps = self.neck(list(self.taps(self.normalize(canvas)).values()))
         box_logits, cls_logits, sizes = self.head(maps)
-        points, strides = anchor_points(sizes, self.strides, canvas.device, box_logits.dtype)
+        # the geometry in float32 under autocast too: bfloat16 rounds a 300-px coordinate to 2 px
+        points, strides = anchor_points(sizes, self.strides, canvas.device)
         if self.training:
             box_logits = box_logits.permute(0, 3, 1, 2)  # [N, A, 4, R]
-            boxes = distances_to_boxes(points, dfl_decode(box_logits), strides)
+            boxes = distances_to_boxes(points, dfl_decode(box_logits.float()), strides)
             return HeadOutput(box_logits, cls_logits.transpose(1, 2), boxes, points, strides)
-        distances = dfl_decode(box_logits, dim=2) * strides  # [N, 4, A] pixels: left, top, right, bottom
+        distances = dfl_decode(box_logits.float(), dim=2) * strides  # [N, 4, A] px: left, top, right, bottom
         left_top, right_bottom = distances[:, :2], distances[:, 2:]
         centre = points.T + (right_bottom - left_top) / 2
-        return torch.cat((centre, left_top + right_bottom, cls_logits.sigmoid()), dim=1)
+        return torch.cat((centre, left_top + right_bottom, cls_logits.float().sigmoid()), dim=1)
 
 
 # -- the builder --------------------------------------------------------------------------------
