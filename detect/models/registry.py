@@ -37,6 +37,7 @@ BUILTIN_MODULES = (
     "detect.models.peers.torchvision",
     "detect.models.peers.ultralytics",
     "detect.models.yolo.v3",
+    "detect.models.yolo.modern",
 )
 
 

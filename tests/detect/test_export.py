@@ -42,11 +42,12 @@ FAMILIES = {
     "yolov8n": ("yolov8n", {}),
     "yolo11n": ("yolo11n", {}),
     "yolov3": ("yolov3", dict(backbone="resnet18", width=0.25)),
+    "yolo_af": ("yolo_af", dict(backbone="resnet18", width=16)),
 }
 #: the modules whose builders the cases above cover
 COVERED_BUILDERS = {"detect.models.rcnn.faster_rcnn", "detect.models.rcnn.tv_variants",
                     "detect.models.peers.torchvision", "detect.models.peers.ultralytics",
-                    "detect.models.yolo.v3"}
+                    "detect.models.yolo.v3", "detect.models.yolo.modern"}
 #: (batch, height, width) of the random batches compared: batch 2, then 3 and 1 at other sizes
 BATCHES = ((2, 96, 128), (3, 150, 100), (1, 64, 64))
 
