@@ -263,4 +263,4 @@ def _check_options(num_classes: int, image_size: int, width: int, depth: int, he
             raise ValueError(f"{NAME}: {option} must be {expected}, got {value!r}")
 
 
-register_detector(NAME, family="yolo", backbone="anchor-free, resnet18 (backbone=NAME)")(yolo_af)
+register_detector(NAME, family="yolo", backbone="resnet18-pan (backbone=NAME)")(yolo_af)

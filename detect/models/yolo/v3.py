@@ -239,4 +239,4 @@ def yolov3(num_classes: int = 80, image_size: int | None = 416, backbone: str | 
                         nms_threshold=nms_threshold, max_detections=max_detections, config=config)
 
 
-register_detector("yolov3", family="yolo", backbone="resnet18 (backbone=NAME)")(yolov3)
+register_detector("yolov3", family="yolo", backbone="resnet18-fpn (backbone=NAME)")(yolov3)
