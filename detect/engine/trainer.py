@@ -35,55 +35,35 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from classify.base.checkpoint import load_checkpoint, save_checkpoint
 from classify.base.config import config_to_dict, save_config
 from classify.base.device import amp_dtype, resolve_device, slow_bf16_note, synchronize
 from classify.base.ema import ModelEMA
-from classify.base.history import Panel, metric_row, plot_curves, write_history
+from classify.base.history import metric_row, plot_curves, write_history
 from classify.base.optim import build_optimizer, freeze_by_prefix, param_groups
 from classify.base.rng import capture_rng, restore_rng, seed_everything
 from classify.base.schedule import LRSchedule, build_scheduler, milestone_iterations
 from detect.engine.config import DetectTrainConfig, close_mosaic_epoch, total_iterations
 from detect.engine.data import build_eval_loader, build_train_loader, load_training_splits
 from detect.engine.loop import train_one_epoch
+from detect.engine.run_folder import (
+    CURVE_AXES,
+    TrainResult,
+    check_run_dir,
+    curve_panels,
+    eval_amp_dtype,
+    final_report,
+    log,
+)
 from detect.engine.state import RunState
-from detect.evaluation.outputs import write_outputs
 from detect.inference.evaluate import evaluate_detector
-from detect.models.loading import build_detector, load_detector
+from detect.models.loading import build_detector
 from detect.models.registry import check_trainable
 from detect.structures import DatasetSplit
 
 STOP_FINISHED, STOP_TIME_BUDGET, STOP_REQUESTED = "finished", "time_budget", "stop_after"
 LOSS_LOG_POINTS = 300  # rows of the loss log (the training curve by iteration) in a full run
-CURVE_AXES = (("iteration", "iteration"), ("minutes", "training minutes"))
-
-
-@dataclass
-class TrainResult:
-    """What :func:`fit` produced.
-
-    Attributes:
-        run_dir: the run folder; ``last``/``best``: its checkpoints.
-        best_metric: the validation number that chose ``best`` (``val_AP``...), ``best_value`` its value
-            (``None`` without validation).
-        history: the rows of ``history.json``.
-        test_metrics: summary of the final report on the test split (``None`` without one).
-        stop_reason: ``finished``, ``time_budget`` or ``stop_after``.
-        iterations: optimiser steps done; ``minutes``: training minutes (all sessions).
-    """
-
-    run_dir: Path
-    last: Path
-    best: Path
-    best_metric: str
-    best_value: float | None
-    history: list[dict[str, Any]]
-    test_metrics: dict[str, Any] | None
-    stop_reason: str
-    iterations: int
-    minutes: float
 
 
 @dataclass
@@ -122,16 +102,6 @@ class _Run:
     @property
     def eval_dtype(self) -> torch.dtype | None:
         return eval_amp_dtype(self.config.amp, self.device)
-
-
-def eval_amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype of evaluation: the training one on CUDA; float32 on the CPU, so the reported
-    metrics are those of the float32 model that is saved."""
-    return amp_dtype(amp, device) if device.type == "cuda" else None
-
-
-def log(message: str) -> None:
-    tqdm.write(message)
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -207,17 +177,6 @@ def _fit_schedule(run: _Run, session_iters: int, session_minutes: float) -> None
             log(f"LR schedule fitted to the {run.config.time_budget_min:g}-minute budget: {total} iterations "
                 f"at {60 * session_minutes / session_iters:.2f} s an iteration (refitted as training goes)")
         _set_schedule_length(run, total)
-
-
-def _check_run_dir(config: DetectTrainConfig, resuming: bool) -> Path:
-    """The run folder (created later, once the data and the model are known to be good)."""
-    run_dir = Path(config.output)
-    if not resuming and not config.exist_ok and (run_dir / "last.pt").exists():
-        raise FileExistsError(f"{run_dir} already holds a run (last.pt); continue it with 'detect resume "
-                              f"{run_dir / 'last.pt'}', or choose another output, or set exist_ok: true")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise NotADirectoryError(f"output: {run_dir} exists and is not a folder")
-    return run_dir
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -431,20 +390,8 @@ def _write_history(run: _Run, run_dir: Path, summary: dict[str, Any] | None = No
                "best_epoch": state.best_epoch, "total_iterations": run.total_iters,
                "batches_per_epoch": run.sampler.num_batches(), **(summary or {}), "losses": state.loss_log}
     write_history(run_dir / "history.json", state.history, summary)
-    plot_curves(state.history, run_dir / "curves.png", _curve_panels(state), CURVE_AXES,
+    plot_curves(state.history, run_dir / "curves.png", curve_panels(state), CURVE_AXES,
                 title=f"{run.config.detector} on {run.config.data}", series={"losses": state.loss_log or state.history})
-
-
-def _curve_panels(state: RunState) -> list[Panel]:
-    """Losses (from the loss log) and, once a run has scored val or test, mAP50 and mAP50-95 (from
-    the history rows)."""
-    rows = state.loss_log or state.history
-    losses = sorted({k for r in rows for k in r if k.startswith("loss")}, key=lambda k: (k != "loss", k))
-    metrics = [p + m for p in ("val_", "test_") for m in ("AP50", "AP") if any(r.get(p + m) is not None
-                                                                             for r in state.history)]
-    labels = {k: f"{k.split('_')[0]} mAP{k.split('_', 1)[1][2:] or '50-95'}" for k in metrics}
-    panels = [Panel("losses", "mean training loss", losses, rows="losses")]
-    return panels + ([Panel("mAP", "COCO mAP", metrics, labels, ylim=(0.0, 1.0))] if metrics else [])
 
 
 def fit(config: DetectTrainConfig, resume: str | Path | None = None, stop_after: int | None = None) -> TrainResult:
@@ -468,7 +415,7 @@ def fit(config: DetectTrainConfig, resume: str | Path | None = None, stop_after:
     if trains_with_ultralytics(config.detector):  # ultralytics' models train with ultralytics' own trainer
         return fit_ultralytics(config, resume, stop_after)
     session_start = time.perf_counter()
-    run_dir = _check_run_dir(config, resume is not None)
+    run_dir = check_run_dir(config, resume is not None)
     run = _build(config)
     if resume is not None:
         _restore(run, Path(resume))
@@ -502,25 +449,3 @@ def fit(config: DetectTrainConfig, resume: str | Path | None = None, stop_after:
                        run.state.best_value, run.state.history, test, reason, run.state.iteration,
                        run.state.train_minutes)
 
-
-# ----------------------------------------------------------------------------- final report
-
-
-def final_report(checkpoint: Path, split: DatasetSplit, out_dir: Path, config: DetectTrainConfig) -> dict[str, Any]:
-    """Score ``checkpoint`` on ``split`` and write metrics.json/.md and the plots into ``out_dir``.
-
-    Returns the report's headline numbers (COCO stats, VOC mAP, P/R/F1) and the timing.
-    """
-    device = resolve_device(config.device)
-    model, class_names = load_detector(checkpoint, device)
-    evaluation = evaluate_detector(model, build_eval_loader(split, config, device), class_names, device=device,
-                                   amp=eval_amp_dtype(config.amp, device), progress=config.progress,
-                                   score_threshold=config.score_threshold)
-    source = {"ground_truth": str(config.data), "split": split.name, "images": len(split.images),
-              "objects": split.num_objects(), "predictions": None, "model": config.detector,
-              "weights": str(checkpoint)}
-    written = write_outputs(evaluation.report, split, evaluation.outputs, out_dir, source, None, config.report_examples)
-    s = evaluation.report.coco.stats
-    log(f"test ({split.name}, {len(split.images)} images) with {checkpoint.name}: AP {s['AP']:.4f}  "
-        f"AP50 {s['AP50']:.4f}  AP75 {s['AP75']:.4f}; wrote {', '.join(p.name for p in written)}")
-    return evaluation.metrics()

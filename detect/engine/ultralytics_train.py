@@ -62,8 +62,8 @@ from classify.base.history import plot_curves, write_history
 from detect.data.ultralytics_layout import UltralyticsLayout, write_ultralytics_layout
 from detect.engine.config import DetectTrainConfig
 from detect.engine.data import load_training_splits
+from detect.engine.run_folder import CURVE_AXES, TrainResult, check_run_dir, curve_panels, final_report, log
 from detect.engine.state import RunState
-from detect.engine.trainer import CURVE_AXES, TrainResult, _check_run_dir, _curve_panels, final_report, log
 from detect.models.loading import build_detector
 from detect.models.registry import detector_entry
 
@@ -336,7 +336,7 @@ def fit_ultralytics(config: DetectTrainConfig, resume: str | Path | None = None,
                          f"run, e.g. from its weights: --detector-kwargs '{{weights: <run>/{SUBDIR}/weights/last.pt}}'")
     if stop_after is not None:
         raise ValueError("stop_after: not supported by ultralytics' trainer; use epochs, max_iters or time_budget_min")
-    run_dir = _check_run_dir(config, False)
+    run_dir = check_run_dir(config, False)
     plan = _plan(config, run_dir)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -405,5 +405,5 @@ def _finish(config: DetectTrainConfig, plan: _Plan, layout: UltralyticsLayout, r
 def _write_history(config: DetectTrainConfig, rows: list[dict[str, Any]], run_dir: Path,
                    summary: dict[str, Any]) -> None:
     write_history(run_dir / "history.json", rows, {**summary, "losses": []})
-    plot_curves(rows, run_dir / "curves.png", _curve_panels(RunState(history=rows)), CURVE_AXES,
+    plot_curves(rows, run_dir / "curves.png", curve_panels(RunState(history=rows)), CURVE_AXES,
                 title=f"{config.detector} on {config.data} (ultralytics' trainer)", series={"losses": rows})
