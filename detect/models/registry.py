@@ -36,6 +36,7 @@ BUILTIN_MODULES = (
     "detect.models.rcnn.tv_variants",
     "detect.models.peers.torchvision",
     "detect.models.peers.ultralytics",
+    "detect.models.yolo.v1",
     "detect.models.yolo.v3",
     "detect.models.yolo.modern",
 )

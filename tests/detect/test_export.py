@@ -41,13 +41,14 @@ FAMILIES = {
     "tv_peer": ("tv_fasterrcnn_mobilenet_v3_large_320_fpn", {}),
     "yolov8n": ("yolov8n", {}),
     "yolo11n": ("yolo11n", {}),
+    "yolov1": ("yolov1", dict(backbone="resnet18", reduce_channels=16, hidden=64)),
     "yolov3": ("yolov3", dict(backbone="resnet18", width=0.25)),
     "yolo_af": ("yolo_af", dict(backbone="resnet18", width=16)),
 }
 #: the modules whose builders the cases above cover
 COVERED_BUILDERS = {"detect.models.rcnn.faster_rcnn", "detect.models.rcnn.tv_variants",
                     "detect.models.peers.torchvision", "detect.models.peers.ultralytics",
-                    "detect.models.yolo.v3", "detect.models.yolo.modern"}
+                    "detect.models.yolo.v1", "detect.models.yolo.v3", "detect.models.yolo.modern"}
 #: (batch, height, width) of the random batches compared: batch 2, then 3 and 1 at other sizes
 BATCHES = ((2, 96, 128), (3, 150, 100), (1, 64, 64))
 
