@@ -165,17 +165,33 @@ def test_scores_are_class_probability_times_confidence() -> None:
     torch.testing.assert_close(decoded[0, :4, 1], torch.tensor([12.0 + 3.2, 24.0, 16.0, 32.0]))
 
 
-def test_activate_reads_the_per_cell_layout() -> None:
+def test_scores_clamp_confidence_and_class_values_to_0_1() -> None:
+    boxes = torch.full((1, 1, 2, 4), 0.5)
+    out = YoloV1Output(boxes, torch.tensor([[[1.3, -0.2]]]), torch.tensor([[[1.1, 0.5, -0.4]]]))
+    scores = decode_output(out, 1, 32)[0, 4:]
+    torch.testing.assert_close(scores, torch.tensor([[1.0, 0.0], [0.5, 0.0], [0.0, 0.0]]))
+
+
+def test_split_reads_the_per_cell_layout_and_boxes_start_at_the_cell_centres() -> None:
     net = _small().net
     raw = torch.zeros(1, net.grid * net.grid, 2 * 5 + 3)
-    raw[0, 1, :5] = torch.tensor([0.0, 1.0, 2.0, -1.0, 3.0])   # cell 1, box 0: x, y, sqrt w, sqrt h, confidence
-    raw[0, 1, 5:10] = torch.tensor([-2.0, 0.0, 0.0, 0.0, -3.0])  # cell 1, box 1
-    raw[0, 1, 10:] = torch.tensor([0.0, math.log(2.0), math.log(5.0)])  # cell 1's classes
-    out = net.activate(raw)
-    torch.testing.assert_close(out.boxes[0, 1, 0], torch.tensor([0.0, 1.0, 2.0, -1.0]).sigmoid())
-    torch.testing.assert_close(out.confidence[0, 1], torch.tensor([3.0, -3.0]).sigmoid())
-    torch.testing.assert_close(out.class_probs[0, 1], torch.tensor([1.0, 2.0, 5.0]) / 8)
-    assert out.boxes[0, 1, 1, 0] == torch.tensor(-2.0).sigmoid()
+    raw[0, 1, :5] = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])       # cell 1, box 0: x, y, sqrt w, sqrt h, confidence
+    raw[0, 1, 5:10] = torch.tensor([0.6, 0.7, 0.8, 0.9, -1.0])    # cell 1, box 1
+    raw[0, 1, 10:] = torch.tensor([2.0, 3.0, 4.0])                # cell 1's class values
+    out = net.split(raw)
+    assert out.boxes.shape == (1, 4, 2, 4) and out.confidence.shape == (1, 4, 2) and out.class_probs.shape == (1, 4, 3)
+    torch.testing.assert_close(out.boxes[0, 1], torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.6, 0.7, 0.8, 0.9]]))
+    torch.testing.assert_close(out.confidence[0, 1], torch.tensor([0.5, -1.0]))
+    torch.testing.assert_close(out.class_probs[0, 1], torch.tensor([2.0, 3.0, 4.0]))
+    head = net.head.predict[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        decoded = net.eval()(torch.rand(1, 3, 64, 64))[0]
+    centres = torch.tensor([[16.0, 16.0], [16.0, 16.0], [48.0, 16.0], [48.0, 16.0], [16.0, 48.0], [16.0, 48.0],
+                            [48.0, 48.0], [48.0, 48.0]])
+    torch.testing.assert_close(decoded[:2].T, centres)
+    torch.testing.assert_close(decoded[2:4], torch.full((2, 8), 16.0))  # (0.5)^2 of the 64-px canvas
+    assert decoded[4:].abs().sum() == 0  # confidence and class values start at 0
 
 
 # ----------------------------------------------------------------------------- the model
@@ -196,6 +212,8 @@ def test_one_training_step_then_the_eval_contract(head: str) -> None:
     sum(losses.values()).backward()
     optimizer.step()
     assert not torch.equal(before, model.net.head.predict[-1].weight)
+    with torch.no_grad():  # one step does not make confident boxes: lift confidences and class values to ~0.5
+        model.net.head.predict[-1].bias.view(-1, 2 * 5 + 3)[:, [4, 9, 10, 11, 12]] = 0.5
     model.eval()
     with torch.no_grad():
         assert model.net(torch.rand(2, 3, 64, 64)).shape == (2, 4 + 3, 2 * 2 * 2)

@@ -21,7 +21,7 @@ then the ``C`` class values.
   and the weights do not depend on the grid size.
 
 Test-time scores (the paper's equation 1): ``Pr(class | object) * confidence`` for each class and
-box.  Eval mode returns ``Tensor[N, 4 + C, S * S * B]`` (cx, cy, w, h canvas pixels, then the
+box (each clamped to ``[0, 1]``).  Eval mode returns ``Tensor[N, 4 + C, S * S * B]`` (cx, cy, w, h canvas pixels, then the
 scores; prediction ``(row * S + col) * B + b``), the layout :class:`YoloDetector` post-processes
 (per-class NMS at 0.5, the paper's threshold) and :mod:`detect.export.yolo` exports.
 
@@ -33,11 +33,11 @@ Departures from the paper (each to make it train on a CPU in an hour, or to meet
   paper flattens 7 x 7 x 1024 into a 4096-wide layer: 205 M weights); the first fully connected
   layer is ``hidden`` wide (512 by default, not 4096).  That reduction convolution is the only
   batch norm the head has;
-* bounded outputs: the paper's last layer is linear.  Here ``x, y, sqrt w, sqrt h`` and the
-  confidence go through a sigmoid (they are all in ``[0, 1]`` by definition, and the contract wants
-  scores in ``[0, 1]``), and the class values through a softmax, so they are probabilities as the
-  paper reads them; the loss is still the paper's sum-squared error *on these probabilities*, not a
-  cross-entropy;
+* outputs: linear, as the paper's last layer (no sigmoid, no softmax: the class values are
+  "probabilities" because sum-squared error pulls them to one-hot targets, as in the paper and
+  darknet's ``softmax=0``).  The test-time score clamps confidence and class value to ``[0, 1]``
+  before multiplying them (the contract's scores lie in ``[0, 1]``; ranking above 0 is unchanged);
+  the last layer's bias starts every box at its cell's centre, half the canvas wide;
 * the input is letterboxed (``imgsz x imgsz``, aspect kept) instead of stretched to 448 x 448.
 """
 
@@ -74,9 +74,10 @@ class YoloV1Head(nn.Module):
     1x1 ConvBnAct to ``reduce_channels`` -> 3x3 ConvBnAct to ``hidden`` -> 1x1 Conv2d to ``B * 5 + C``.
     """
 
-    def __init__(self, in_channels: int, grid: int, per_cell: int, kind: str = "fc", reduce_channels: int = 128,
-                 hidden: int = 512, dropout: float = 0.5) -> None:
+    def __init__(self, in_channels: int, grid: int, boxes_per_cell: int, num_classes: int, kind: str = "fc",
+                 reduce_channels: int = 128, hidden: int = 512, dropout: float = 0.5) -> None:
         super().__init__()
+        per_cell = boxes_per_cell * 5 + num_classes
         self.grid, self.per_cell, self.kind = grid, per_cell, kind
         self.reduce = ConvBnAct(in_channels, reduce_channels, 1, activation="leaky")
         if kind == "fc":
@@ -86,9 +87,16 @@ class YoloV1Head(nn.Module):
         else:
             self.predict = nn.Sequential(ConvBnAct(reduce_channels, hidden, 3, activation="leaky"),
                                          nn.Conv2d(hidden, per_cell, 1))
-        last = self.predict[-1]
-        nn.init.normal_(last.weight, std=0.01)  # start near the middle of every sigmoid and a uniform softmax
-        nn.init.zeros_(last.bias)
+        self._init_last(self.predict[-1], boxes_per_cell)
+
+    def _init_last(self, last: nn.Module, boxes_per_cell: int) -> None:
+        """Small weights; biases that start every box at its cell's centre, half the canvas side wide
+        (``sqrt w = sqrt h = 0.5``), confidences and class values at 0."""
+        nn.init.normal_(last.weight, std=0.01)
+        start = torch.zeros(self.per_cell)
+        start[: boxes_per_cell * 5] = torch.tensor([0.5, 0.5, 0.5, 0.5, 0.0]).repeat(boxes_per_cell)
+        with torch.no_grad():
+            last.bias.copy_(start.repeat(self.grid * self.grid) if self.kind == "fc" else start)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.predict(self.reduce(x))
@@ -116,23 +124,26 @@ class YoloV1Net(nn.Module):
         feature = next(iter(self.backbone(self.normalize(canvas)).values()))
         if feature.shape[-2:] != (self.grid, self.grid):
             feature = F.adaptive_avg_pool2d(feature, self.grid)
-        out = self.activate(self.head(feature))
+        out = self.split(self.head(feature))
         return out if self.training else decode_output(out, self.grid, self.imgsz)
 
-    def activate(self, raw: Tensor) -> YoloV1Output:
-        """Raw ``Tensor[N, S * S, B * 5 + C]`` -> sigmoid boxes and confidences, softmax classes (float32)."""
+    def split(self, raw: Tensor) -> YoloV1Output:
+        """``Tensor[N, S * S, B * 5 + C]`` (per cell: ``B x (x, y, sqrt w, sqrt h, confidence)``, then
+        ``C`` class values) -> :class:`YoloV1Output`, in float32; the values are the paper's linear outputs."""
         raw = raw.float()
         n, cells, b = raw.shape[0], raw.shape[1], self.boxes_per_cell
-        boxes = raw[..., : b * 5].reshape(n, cells, b, 5).sigmoid()
-        return YoloV1Output(boxes[..., :4], boxes[..., 4], raw[..., b * 5:].softmax(-1))
+        boxes = raw[..., : b * 5].reshape(n, cells, b, 5)
+        return YoloV1Output(boxes[..., :4], boxes[..., 4], raw[..., b * 5:])
 
 
 def decode_output(out: YoloV1Output, grid: int, imgsz: int) -> Tensor:
     """``out`` -> ``Tensor[N, 4 + C, P * B]``: cxcywh canvas pixels, then the scores
-    ``Pr(class | object) * confidence`` (prediction ``cell * B + b``, cells row-major)."""
+    ``Pr(class | object) * confidence``, both clamped to ``[0, 1]`` first (prediction ``cell * B + b``,
+    cells row-major)."""
     n, cells, b, _ = out.boxes.shape
     boxes = decode_boxes(out.boxes, grid, imgsz).reshape(n, cells * b, 4)
-    scores = (out.confidence[..., None] * out.class_probs[:, :, None, :]).reshape(n, cells * b, -1)
+    confidence, probs = out.confidence.clamp(0, 1), out.class_probs.clamp(0, 1)
+    scores = (confidence[..., None] * probs[:, :, None, :]).reshape(n, cells * b, -1)
     return torch.cat((boxes, scores), -1).transpose(1, 2)
 
 
@@ -193,9 +204,9 @@ def yolov1(
     grid = imgsz // STRIDE if grid is None else grid
     taps = build_taps(backbone, (STRIDE,), weights=backbone_weights, trainable_layers=trainable_layers,
                       frozen_bn=frozen_bn)
-    per_cell = boxes_per_cell * 5 + num_classes
     net = YoloV1Net(_normalize(backbone), taps,
-                    YoloV1Head(taps.out_channels, grid, per_cell, head, reduce_channels, hidden, dropout),
+                    YoloV1Head(taps.out_channels, grid, boxes_per_cell, num_classes, head, reduce_channels, hidden,
+                               dropout),
                     imgsz, grid, boxes_per_cell, num_classes)
     config = dict(variant="yolov1", backbone=name, grid=grid, boxes_per_cell=boxes_per_cell, head=head,
                   reduce_channels=reduce_channels, hidden=hidden, dropout=dropout, lambda_coord=lambda_coord,

@@ -28,7 +28,8 @@ Loss (:class:`YoloV1Loss`, the paper's equation 3, sum-squared error throughout)
 * ``loss_noobj = lambda_noobj * sum(C^2)`` over every other predictor, the non-responsible ones of an
   object's cell included (``lambda_noobj = 0.5``);
 * ``loss_cls = sum_c (p(c) - p^(c))^2`` over cells holding an object (one-hot ``p^``); ``p`` are the
-  network's class probabilities (a softmax, see :mod:`detect.models.yolo.v1`).
+  network's linear class outputs, probabilities only through this loss (the paper's choice, not a
+  softmax cross-entropy; see :mod:`detect.models.yolo.v1`).
 
 Each sum runs over the batch and is divided by the batch size (darknet's ``cost`` is the batch
 sum).  Without objects ``loss_box``, ``loss_obj`` and ``loss_cls`` are exactly 0.
@@ -55,11 +56,12 @@ LAMBDA_NOOBJ = 0.5
 
 
 class YoloV1Output(NamedTuple):
-    """The network's training-mode output, activated (``P = S * S`` cells, ``B`` boxes a cell).
+    """The network's training-mode output (``P = S * S`` cells, ``B`` boxes a cell), the paper's
+    linear outputs, so unbounded (trained towards the ranges given).
 
-    ``boxes``: ``Tensor[N, P, B, 4]`` ``(x, y, sqrt w, sqrt h)`` in ``[0, 1]`` (see the module
-    docstring); ``confidence``: ``Tensor[N, P, B]`` in ``[0, 1]``; ``class_probs``:
-    ``Tensor[N, P, C]``, each row summing to 1.
+    ``boxes``: ``Tensor[N, P, B, 4]`` ``(x, y, sqrt w, sqrt h)``, targets in ``[0, 1]`` (see the module
+    docstring); ``confidence``: ``Tensor[N, P, B]``, targets in ``[0, 1]``; ``class_probs``:
+    ``Tensor[N, P, C]``, one-hot targets.
     """
 
     boxes: Tensor
