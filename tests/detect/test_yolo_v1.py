@@ -191,7 +191,9 @@ def test_split_reads_the_per_cell_layout_and_boxes_start_at_the_cell_centres() -
                             [48.0, 48.0], [48.0, 48.0]])
     torch.testing.assert_close(decoded[:2].T, centres)
     torch.testing.assert_close(decoded[2:4], torch.full((2, 8), 16.0))  # (0.5)^2 of the 64-px canvas
-    assert decoded[4:].abs().sum() == 0  # confidence and class values start at 0
+    assert decoded[4:].abs().sum() == 0  # confidences start at 0, so do the scores
+    bias = head.bias.view(-1, 2 * 5 + 3)
+    assert (bias[:, [4, 9]] == 0).all() and (bias[:, 10:] == 1 / 3).all()  # class values start at 1 / C
 
 
 # ----------------------------------------------------------------------------- the model
@@ -203,7 +205,8 @@ def test_one_training_step_then_the_eval_contract(head: str) -> None:
     assert isinstance(model.net, YoloV1Net) and model.net.grid == 2 and model.nms_threshold == 0.5
     assert model.config["variant"] == "yolov1" and model.score_threshold == 0.001
     images = [torch.rand(3, 64, 80), torch.rand(3, 48, 64)]
-    targets = [_target([[5.0, 5.0, 30.0, 40.0]], [1]), _target([[10.0, 10.0, 50.0, 40.0], [0.0, 0.0, 9.0, 9.0]], [0, 2])]
+    targets = [_target([[5.0, 5.0, 30.0, 40.0]], [1]),
+               _target([[10.0, 10.0, 50.0, 40.0], [0.0, 0.0, 9.0, 9.0]], [0, 2])]
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     losses = model(images, targets)
