@@ -46,7 +46,7 @@ Training note: the ``"fc"`` head is slow to start.  On the digit scenes (ResNet-
 crops, 320 px, batch 8) it learnt nothing in 300 iterations with AdamW or SGD at several rates, widths
 and grids: its hidden layer collapses into the leaky region (~5% of the units positive within 25
 iterations) and it predicts the same boxes for every image, while the ``"conv"`` head reached val AP50
-0.04 in the same 300 iterations (configs/detect/train_yolov1.yaml, whose recipe uses it).  Each fc
+0.05 in the same 300 iterations (configs/detect/train_yolov1.yaml, whose recipe uses it).  Each fc
 output cell has its own weights, learnt from the few objects whose centre falls into it (the paper
 trained for 135 epochs).
 """
