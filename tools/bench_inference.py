@@ -136,6 +136,7 @@ def backends(models: Sequence[tuple[str, object, list[str]]], image_paths: Seque
     from detect.export.exporter import export_detector
     from detect.inference.predictor import Predictor, decode
     from detect.models.postprocess import configure_postprocess
+    from detect.tasks.lineage import round_robin_times
 
     images = [decode(p).image for p in image_paths]
     rows = []
@@ -145,14 +146,8 @@ def backends(models: Sequence[tuple[str, object, list[str]]], image_paths: Seque
         runners = {"eager": Predictor(module, class_names=names, conf=0.25),
                    "onnxruntime": Predictor(files["onnx"], conf=0.25),
                    "torchscript": Predictor(files["torchscript"], conf=0.25)}
-        times: dict[str, list[float]] = {name: [] for name in runners}
         results = {name: runner(images) for name, runner in runners.items()}  # warm-up, and the detections compared
-        for _ in range(rounds):
-            for image in images:
-                for name, runner in runners.items():
-                    start = time.perf_counter()
-                    runner(image)
-                    times[name].append(time.perf_counter() - start)
+        times = round_robin_times(runners, images, rounds)
         eager_ms = 1000 * statistics.median(times["eager"])
         for name in runners:
             ms = 1000 * statistics.median(times[name])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["ModelCost", "backend_latency", "model_cost", "run_test_metrics"]
+__all__ = ["ModelCost", "backend_latency", "model_cost", "round_robin_times", "run_test_metrics"]
 
 #: score threshold of the latency runs (baked into exported files too: the same NMS work as eager)
 LATENCY_CONF = 0.25
@@ -93,17 +93,25 @@ def backend_latency(model: nn.Module, class_names: list[str], images: Sequence[t
             result.skipped[backend] = str(exc)
             continue
         runners[backend] = Predictor(exported.path, conf=LATENCY_CONF)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for name, runner in runners.items():
+    for runner in runners.values():
         runner(list(images[:2]))  # warm-up
+    times = round_robin_times(runners, images, rounds)
+    result.median_ms = {name: 1000 * statistics.median(values) for name, values in times.items()}
+    return result
+
+
+def round_robin_times(runners: Mapping[str, Callable[[Any], Any]], images: Sequence[Any],
+                      rounds: int) -> dict[str, list[float]]:
+    """Seconds of each ``runner(image)`` call, by runner: every runner takes every image in turn,
+    ``rounds`` times over, so that a noisy machine slows all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for image in images:
             for name, runner in runners.items():
                 start = time.perf_counter()
                 runner(image)
                 times[name].append(time.perf_counter() - start)
-    result.median_ms = {name: 1000 * statistics.median(values) for name, values in times.items()}
-    return result
+    return times
 
 
 def run_test_metrics(run_dir: Path) -> dict[str, float] | None:
